@@ -1,0 +1,3 @@
+from helpctl.cli import main
+
+raise SystemExit(main())

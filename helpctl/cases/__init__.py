@@ -1,0 +1,1 @@
+"""Cases: the record of one help request, its evidence and its timeline."""

@@ -1,0 +1,130 @@
+"""Entry point and the single error boundary.
+
+`helpctl --version` is answered before Typer is imported, so it starts about as fast as
+Python itself. Everything else builds the Typer app (`helpctl.app`) and runs it here, where
+expected failures (HelpctlError) become one line on stderr, or a JSON error object under
+`--json`, and the exit code declared in `helpctl.errors.ExitCode`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from helpctl import __version__
+from helpctl.errors import ExitCode, HelpctlError
+
+logger = logging.getLogger("helpctl")
+
+# Options that change how errors are shown; read from argv before parsing, so that a
+# parse error is also reported the way the engineer asked.
+_JSON_FLAG = "--json"
+_TRACEBACK_FLAG = "--traceback"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments in (["--version"], ["-V"]):
+        sys.stdout.write(f"helpctl {__version__}\n")
+        return ExitCode.OK
+
+    from helpctl.output import make_streams_safe
+
+    make_streams_safe()
+    json_errors = _JSON_FLAG in arguments
+    show_traceback = _TRACEBACK_FLAG in arguments or bool(os.environ.get("HELPCTL_TRACEBACK"))
+    try:
+        return _run(arguments)
+    except HelpctlError as error:
+        return _report(error, json_errors, show_traceback)
+    except KeyboardInterrupt:
+        sys.stderr.write("helpctl: interrupted\n")
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except Exception as error:  # the boundary: a bug still ends in one masked line
+        return _report_bug(error, json_errors, show_traceback)
+
+
+def _run(arguments: list[str]) -> int:
+    import typer
+
+    from helpctl.app import build_command
+    from helpctl.errors import UsageError
+
+    command = build_command(arguments)
+    try:
+        command.main(args=arguments, prog_name="helpctl", standalone_mode=False)
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except typer.Abort as error:
+        raise KeyboardInterrupt from error
+    except typer.TyperException as error:
+        if getattr(error, "exit_code", 1) != ExitCode.USAGE:
+            raise HelpctlError(error.format_message()) from error
+        context = getattr(error, "ctx", None)
+        where = context.command_path if context is not None else "helpctl"
+        raise UsageError(error.format_message(), hint=f"see '{where} --help'") from error
+    finally:
+        _flush_stdout()
+    return ExitCode.OK
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        raise
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader (`head`, a pager) went away: stop quietly, with no shutdown noise."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return ExitCode.OK
+
+
+def _report(error: HelpctlError, json_errors: bool, show_traceback: bool) -> int:
+    from helpctl.credentials import mask
+
+    if show_traceback:
+        _print_traceback()
+    if json_errors:
+        import json
+
+        payload = {name: mask(value) if isinstance(value, str) else value for name, value in error.as_dict().items()}
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    line = f"helpctl: error: {mask(error.message)}"
+    if error.hint:
+        line += f" ({mask(error.hint)})"
+    sys.stderr.write(line + "\n")
+    return int(error.exit_code)
+
+
+def _report_bug(error: Exception, json_errors: bool, show_traceback: bool) -> int:
+    from helpctl.credentials import mask
+
+    if show_traceback:
+        _print_traceback()
+    message = mask(f"{type(error).__name__}: {error}")
+    if json_errors:
+        import json
+
+        sys.stdout.write(json.dumps({"error": "internal", "message": message, "exit_code": 1}) + "\n")
+    sys.stderr.write(f"helpctl: internal error: {message} (rerun with --traceback and report it)\n")
+    return ExitCode.FAILURE
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    from helpctl.credentials import mask
+
+    sys.stderr.write(mask(traceback.format_exc()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""`helpctl doctor`: check that every configured service of the profile is ready."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import typer
+
+from helpctl import credentials, paths
+from helpctl.context import App
+from helpctl.errors import HelpctlError
+
+
+@dataclasses.dataclass
+class Check:
+    service: str
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)
+
+
+def doctor(context: typer.Context) -> None:
+    """Check reachability, credentials and permissions of each service, and say what to fix."""
+    application: App = context.obj
+    profile = application.profile
+    application.announce_profile()
+    results = [_check_cases_folder()]
+    results.append(_check_keyring())
+    results += _check_platform(profile)
+    results += _check_gitlab(profile)
+    _show(application, results)
+
+    failed = [result for result in results if not result.ok]
+    if failed:
+        raise HelpctlError(f"{len(failed)} of {len(results)} checks failed", hint="apply the fixes listed above")
+
+
+def _check_cases_folder() -> Check:
+    root = paths.cases_dir()
+    try:
+        paths.ensure_private_dir(root)
+    except OSError as error:
+        return Check("local", "cases folder", False, f"{root}: {error.strerror}", "set HELPCTL_HOME to a writable folder")
+    return Check("local", "cases folder", True, f"{root} (private, 0700)")
+
+
+def _check_keyring() -> Check:
+    try:
+        credentials.keyring_backend()
+    except credentials.KeyringUnavailable as error:
+        return Check("local", "keyring", True, f"{error.message}; tokens must come from HELPCTL_<SERVICE>_TOKEN", "optional")
+    return Check("local", "keyring", True, "an OS keyring backend is available")
+
+
+def _run(service: str, name: str, probe: Callable[[], str], fix: str) -> Check:
+    try:
+        return Check(service, name, True, probe())
+    except HelpctlError as error:
+        return Check(service, name, False, credentials.mask(error.message), error.hint or fix)
+
+
+def _check_platform(profile) -> list[Check]:
+    from helpctl import services
+
+    found = credentials.find(profile.name, "platform", profile.platform.fixed_token)
+    if found is None:
+        hint = f"run 'helpctl auth login platform' or set {credentials.environment_variable('platform')}"
+        return [Check("platform", "token", False, "no token", hint)]
+
+    client = services.platform_client(profile, found.value)
+    checks = [Check("platform", "token", True, f"from {found.source}")]
+    me: dict = {}
+
+    def whoami() -> str:
+        me.update(client.me())
+        return f"{profile.platform.url} accepted the token of {me.get('userEmail')} (role {me.get('role')})"
+
+    checks.append(_run("platform", "reachable and authenticated", whoami, "check the URL and renew the token"))
+    if not checks[-1].ok:
+        return checks
+
+    def roles() -> str:
+        enums = client.role_enums()
+        return f"group roles: {', '.join(enums.get('group', [])) or 'unknown'}"
+
+    checks.append(_run("platform", "role names", roles, "role names will be read as the platform documents them"))
+    organizations = me.get("organizations") or []
+    detail = f"member of {len(organizations)} organizations" if organizations else "the token's user belongs to no organization"
+    checks.append(Check("platform", "permissions", bool(organizations), detail, "ask for a support role on the clients' organizations"))
+    return checks
+
+
+def _check_gitlab(profile) -> list[Check]:
+    from helpctl import services
+
+    found = credentials.find(profile.name, "gitlab", profile.gitlab.fixed_token)
+    if found is None:
+        hint = f"run 'helpctl auth login gitlab' or set {credentials.environment_variable('gitlab')}"
+        return [Check("gitlab", "token", False, "no token", hint)]
+
+    client = services.gitlab_client(profile, found.value)
+    checks = [Check("gitlab", "token", True, f"from {found.source}")]
+    checks.append(_run("gitlab", "reachable and authenticated", lambda: f"token of {client.current_user().get('username')}", "renew the token"))
+    if not checks[-1].ok:
+        return checks
+
+    checks.append(_run("gitlab", "project", lambda: f"{client.project().get('path_with_namespace')} is reachable", "check gitlab.project"))
+    if not checks[-1].ok:
+        return checks
+
+    checks.append(_run("gitlab", "labels", lambda: _labels_exist(profile, client), "create the labels or fix the profile's labels"))
+    checks.append(_run("gitlab", "routing", lambda: _assignees_exist(profile, client), "fill the routing usernames in the profile"))
+    return checks
+
+
+def _labels_exist(profile, client) -> str:
+    from helpctl.errors import PreconditionFailed
+
+    wanted = sorted({label for labels in profile.labels.values() for label in labels})
+    existing = client.label_names()
+    missing = [label for label in wanted if label not in existing]
+    if missing:
+        raise PreconditionFailed(f"labels missing in {profile.gitlab.project}: {', '.join(missing)}")
+    return f"all {len(wanted)} labels exist"
+
+
+def _assignees_exist(profile, client) -> str:
+    from helpctl.errors import PreconditionFailed
+
+    routing = profile.routing
+    people = {"head_of_product": routing.head_of_product, "incident_manager": routing.incident_manager, "bug_triager": routing.bug_triager}
+    empty = [key for key, value in people.items() if not value]
+    if empty:
+        raise PreconditionFailed(f"routing.{', routing.'.join(empty)} not set")
+
+    names = set(people.values()) | {name for experts in routing.experts.values() for name in experts}
+    unknown = sorted(name for name in names if client.user_by_username(name) is None)
+    if unknown:
+        raise PreconditionFailed(f"GitLab users not found: {', '.join(unknown)}")
+    return f"{len(names)} assignees exist"
+
+
+def _show(application: App, results: list[Check]) -> None:
+    output = application.output
+    if output.json_mode:
+        output.json([dataclasses.asdict(result) for result in results])
+        return
+    rows = [(result.service, result.name, "ok" if result.ok else "FAIL", result.detail if result.ok else f"{result.detail}; fix: {result.fix}") for result in results]
+    output.table(["service", "check", "status", "detail"], rows)
