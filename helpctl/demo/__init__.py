@@ -1,0 +1,1 @@
+"""Sample data for `helpctl demo`: the client e-mail that opens the KiwiCorp case."""
