@@ -76,11 +76,13 @@ def root_callback(
 COMMANDS: dict[str, tuple[str, bool]] = {
     "case": ("case", True),
     "probe": ("probe", True),
+    "triage": ("triage", False),
     "classify": ("classify", False),
     "file": ("file", False),
     "profile": ("profile", True),
     "auth": ("auth", True),
     "doctor": ("doctor", False),
+    "audit": ("audit", True),
     "sandbox": ("sandbox", True),
     "demo": ("demo", False),
 }

@@ -55,7 +55,21 @@ def file_case(
     outcome = _outcome(case.id, label, component, component_reason, route, result, dry_run, profile)
     if not dry_run:
         _record(store, case.id, actor, outcome)
+        _audit(actor, outcome)
     return outcome
+
+
+def _audit(actor: str, outcome: dict[str, Any]) -> None:
+    from helpctl.audit import AuditLog
+
+    AuditLog().append(
+        "issue.filed",
+        operator=actor,
+        target={"case": outcome["case"], "project": outcome["project"], "issue": outcome["iid"]},
+        outcome="created" if outcome["created"] else "existing",
+        request_id=outcome["case"],
+        detail={"label": outcome["label"], "assignee": outcome["assignee"], "url": outcome["url"]},
+    )
 
 
 def _outcome(case_id, label, component, component_reason, route, result, dry_run, profile) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Clients for the external APIs helpctl talks to, one module per service."""
