@@ -373,3 +373,35 @@ def _print_case_line(application: App, case: Case, verb: str) -> None:
         output.json(case.to_dict())
         return
     output.success(f"{verb} {case.id} ({case.status})")
+
+
+ATTACHABLE_IMAGES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+
+
+@app.command("attach")
+def attach(
+    context: typer.Context,
+    case_id: CaseId,
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Screenshots or HAR files from the browser.")],
+) -> None:
+    """Attach screenshots and browser HAR files; a HAR becomes a finding, with secrets removed."""
+    from helpctl.attachments import attach_files
+
+    application: App = context.obj
+    for path in files:
+        if not path.is_file():
+            raise UsageError(f"{path} not found", hint="give the path of a saved screenshot or .har file")
+        if path.suffix.lower() not in ATTACHABLE_IMAGES + (".har",):
+            raise UsageError(f"{path.name}: only screenshots ({', '.join(ATTACHABLE_IMAGES)}) and .har files can be attached")
+
+    case = application.store.load(case_id)
+    components = application.profile.routing.components
+    results = attach_files(application.store, case.id, files, application.actor, components)
+    output = application.output
+    if output.json_mode:
+        output.json({"case": case.id, "attached": results})
+        return
+    for result in results:
+        output.success(f"attached {result['file']} as {result['stored']}")
+        if result.get("finding"):
+            output.line(result["finding"]["summary"])

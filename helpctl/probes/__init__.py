@@ -1,0 +1,1 @@
+"""Probes: turn responses of external services into findings for a case."""
