@@ -126,7 +126,7 @@ def _section_types() -> dict[str, type]:
     return {
         name: hint
         for name, hint in hints.items()
-        if dataclasses.is_dataclass(hint) and name in ("platform", "gitlab", "engineer", "logs", "mandrill", "bugsnag", "mixpanel", "logrocket")
+        if dataclasses.is_dataclass(hint) and name in ("platform", "gitlab", "engineer", "logs", "mandrill", "bugsnag", "mixpanel", "logrocket", "notify")
     }
 
 

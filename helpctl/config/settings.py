@@ -191,6 +191,36 @@ class LogrocketSettings:
 
 
 @dataclasses.dataclass
+class CalendarSettings:
+    """Office hours for response-time clocks: a fixed UTC offset, weekdays and holidays."""
+
+    utc_offset: str = "-05:00"
+    weekdays: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2, 3, 4])
+    start: str = "07:00"
+    end: str = "19:00"
+    holidays: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class SlaSettings:
+    """Response-time targets in office hours."""
+
+    first_response_hours: float = 16.0
+    next_update_hours: float = 16.0
+    due_soon_hours: float = 4.0
+    calendar: CalendarSettings = dataclasses.field(default_factory=CalendarSettings)
+
+
+@dataclasses.dataclass
+class NotifySettings:
+    templates_dir: str | None = None
+    sender: str | None = None
+    sender_name: str | None = None
+    reply_to: str | None = None
+    signature: str = "Fluid Attacks Help"
+
+
+@dataclasses.dataclass
 class ComponentSettings:
     """An area of the product: where its code lives and the words that point at it."""
 
@@ -237,6 +267,8 @@ class Profile:
     bugsnag: BugsnagSettings = dataclasses.field(default_factory=BugsnagSettings)
     mixpanel: MixpanelSettings = dataclasses.field(default_factory=MixpanelSettings)
     logrocket: LogrocketSettings = dataclasses.field(default_factory=LogrocketSettings)
+    sla: SlaSettings = dataclasses.field(default_factory=SlaSettings)
+    notify: NotifySettings = dataclasses.field(default_factory=NotifySettings)
     labels: dict[str, Any] = dataclasses.field(default_factory=dict)
     routing: RoutingSettings = dataclasses.field(default_factory=RoutingSettings)
     classify: ClassifySettings = dataclasses.field(default_factory=ClassifySettings)

@@ -24,6 +24,14 @@ SERVICES: dict[str, tuple[str, int, str, str]] = {
     "logrocket": ("helpctl.sandbox.logrocket_api:LogrocketService", 8707, "HELPCTL_LOGROCKET_URL", ""),
 }
 
+# Other URLs of a stand-in that the sandbox profile names (web links, a second API host).
+EXTRA_URLS: dict[str, tuple[str, str]] = {
+    "platform": ("HELPCTL_PLATFORM_WEB_URL", ""),
+    "bugsnag": ("HELPCTL_BUGSNAG_WEB_URL", "/web"),
+    "logrocket": ("HELPCTL_LOGROCKET_WEB_URL", "/app"),
+}
+
+
 # Services whose stand-ins exist in this version; the others are skipped by `Sandbox()`.
 def available_services() -> list[str]:
     names = []
@@ -79,4 +87,8 @@ class Sandbox:
 
     def environment(self) -> dict[str, str]:
         """HELPCTL_* variables that aim the sandbox profile at these servers."""
-        return {SERVICES[name][2]: self.url(name) for name in self.running}
+        values = {SERVICES[name][2]: self.url(name) for name in self.running}
+        for name, (variable, path) in EXTRA_URLS.items():
+            if name in self.running:
+                values[variable] = self.running[name].base_url + path
+        return values
