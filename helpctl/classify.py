@@ -3,7 +3,8 @@
 A rule in the profile names a label and a condition tree (documented in docs/rules.md):
 
     {all: [C, ...]}  {any: [C, ...]}  {not: C}
-    {signal: NAME, OP: VALUE}                  a finding's signal compared with VALUE
+    {signal: NAME, OP: VALUE, check: K}        a finding's signal compared with VALUE;
+                                               `check` (optional) limits it to one check
     {outcome: OUTCOME | [..], source: S, check: K}   a finding of that source ended so
     {case: FIELD, OP: VALUE}                   a field of the case (kind, text, subject, ...)
 
@@ -108,10 +109,15 @@ def _compile_signal(spec: dict[str, Any]) -> Condition:
     name = spec["signal"]
     if not isinstance(name, str) or "." not in name:
         raise ValueError(f"signal {name!r} must be named 'source.signal'")
-    test = _compile_operator(spec, ["signal"])
+    check = spec.get("check")
+    test = _compile_operator(spec, ["signal", "check"])
 
     def evaluate(case: Mapping[str, Any], findings: list[Finding]) -> tuple[bool, list[str]]:
-        keys = [finding.key for finding in findings if test(finding.signals.get(name), name in finding.signals)]
+        keys = [
+            finding.key
+            for finding in findings
+            if (check is None or finding.check == check) and test(finding.signals.get(name), name in finding.signals)
+        ]
         return bool(keys), keys
 
     return evaluate

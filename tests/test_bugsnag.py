@@ -100,14 +100,20 @@ def store(tmp_path: Path) -> CaseStore:
     return CaseStore(tmp_path / "cases")
 
 
-def open_case(store: CaseStore, requester: str, users: tuple[str, ...] = (), subject: str = "help") -> Case:
+# The incident scenario was reported a day before the others.
+INCIDENT_REPORTED = REPORTED - dt.timedelta(hours=24)
+
+
+def open_case(
+    store: CaseStore, requester: str, users: tuple[str, ...] = (), subject: str = "help", reported: dt.datetime = REPORTED
+) -> Case:
     case = Case(
         id=new_case_id(),
         profile="sandbox",
         subject=subject,
         requester=Person(requester),
         subjects=Subjects(users=list(users)),
-        reported_at=isoformat(REPORTED),
+        reported_at=isoformat(reported),
     )
     return store.create(case)
 
@@ -178,7 +184,7 @@ def test_bug_scenario_raw_rows(client, store, settings, profile):
 
 
 def test_incident_scenario_three_users(client, store, settings, profile):
-    case = open_case(store, seed.MARTA, users=(seed.LUISA,), subject="findings page fails")
+    case = open_case(store, seed.MARTA, users=(seed.LUISA,), subject="findings page fails", reported=INCIDENT_REPORTED)
     marta, luisa = run_probe(case, client, store, settings, profile)
 
     assert marta.outcome == "ok"
@@ -219,7 +225,7 @@ def test_case_without_addresses_skipped(client, store, settings, profile):
 
 
 def test_per_page_above_default(client, service):
-    listing = client.list_events(since=ANCHOR - dt.timedelta(hours=4), before=ANCHOR)
+    listing = client.list_events(since=ANCHOR - dt.timedelta(hours=28), before=ANCHOR - dt.timedelta(hours=24))
 
     assert listing.total == len(listing.items)
     assert len(listing.items) > 30
@@ -230,7 +236,7 @@ def test_per_page_above_default(client, service):
 def test_next_links_followed(settings, clock, service):
     small = dataclasses.replace(settings, per_page=25)
     with BugsnagClient(small, TOKEN, sleep=clock.sleep) as client:
-        listing = client.list_events(since=ANCHOR - dt.timedelta(hours=4), before=ANCHOR)
+        listing = client.list_events(since=ANCHOR - dt.timedelta(hours=28), before=ANCHOR - dt.timedelta(hours=24))
 
     assert listing.complete
     assert listing.total is not None and listing.total > 50
@@ -245,7 +251,7 @@ def test_repeated_next_link_truncates(settings, clock, service, store, profile):
     small = dataclasses.replace(settings, per_page=5)
     with BugsnagClient(small, TOKEN, sleep=clock.sleep) as client:
         listing = client.list_events(user_email=seed.MARTA)
-        case = open_case(store, seed.MARTA)
+        case = open_case(store, seed.MARTA, reported=INCIDENT_REPORTED)
         [finding] = run_probe(case, client, store, small, profile)
 
     assert not listing.complete
@@ -293,7 +299,7 @@ def test_retry_after_honoured(settings, clock, service):
     service.knobs.rate_limits = {"events": 1}
     small = dataclasses.replace(settings, per_page=30)
     with BugsnagClient(small, TOKEN, sleep=clock.sleep) as client:
-        listing = client.list_events(since=ANCHOR - dt.timedelta(hours=4), before=ANCHOR)
+        listing = client.list_events(since=ANCHOR - dt.timedelta(hours=28), before=ANCHOR - dt.timedelta(hours=24))
 
     assert listing.complete
     assert len(listing.items) == listing.total
@@ -321,7 +327,7 @@ def test_rate_limit_over_budget(settings, clock, service, store, profile):
     with BugsnagClient(small, TOKEN, sleep=clock.sleep, retry_budget=10.0) as client:
         with pytest.raises(RateLimited) as caught:
             client.list_events(user_email=seed.MARTA)
-        case = open_case(store, seed.MARTA)
+        case = open_case(store, seed.MARTA, reported=INCIDENT_REPORTED)
         [finding] = run_probe(case, client, store, small, profile)
 
     assert caught.value.retry_after is not None and caught.value.retry_after > 10

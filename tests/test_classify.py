@@ -55,6 +55,16 @@ def test_conditions(condition, held):
     assert ok is held
 
 
+def test_signal_scoped_to_check():
+    findings = [finding("membership", count=3), finding("group", count=1)]
+    held, keys = compile_condition({"signal": "platform.count", "gte": 1, "check": "group"})(CASE, findings)
+    missed, _ = compile_condition({"signal": "platform.count", "gte": 2, "check": "group"})(CASE, findings)
+
+    assert held
+    assert keys == ["platform.group:kiwiapp"]
+    assert not missed
+
+
 def test_booleans_are_not_numbers():
     findings = [finding("group", active=True)]
     ok, _ = compile_condition({"signal": "platform.active", "gte": 1})(CASE, findings)

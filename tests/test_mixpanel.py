@@ -104,7 +104,14 @@ def store(tmp_path: Path) -> CaseStore:
     return CaseStore(tmp_path / "cases")
 
 
-def open_case(store: CaseStore, requester: str, users: tuple[str, ...] = (), subject: str = "help", body: str = "") -> Case:
+def open_case(
+    store: CaseStore,
+    requester: str,
+    users: tuple[str, ...] = (),
+    subject: str = "help",
+    body: str = "",
+    reported: dt.datetime = REPORTED,
+) -> Case:
     case = Case(
         id=new_case_id(),
         profile="sandbox",
@@ -112,7 +119,7 @@ def open_case(store: CaseStore, requester: str, users: tuple[str, ...] = (), sub
         body=body,
         requester=Person(requester),
         subjects=Subjects(users=list(users)),
-        reported_at=isoformat(REPORTED),
+        reported_at=isoformat(reported),
     )
     return store.create(case)
 
@@ -139,13 +146,15 @@ def test_bug_scenario_ana_active(client, store, settings):
 
 
 def test_incident_scenario_marta_findings(client, store, settings):
-    case = open_case(store, seed.MARTA, subject="findings page fails")
+    # The incident scenario was reported a day before the others.
+    case = open_case(store, seed.MARTA, subject="findings page fails", reported=REPORTED - dt.timedelta(hours=24))
     [finding] = run_probe(case, client, store, settings)
 
     assert finding.outcome == "ok"
-    assert finding.signals["usage.events_near_report"] == 7
+    # Seven events of the incident plus two of her daily habit that fall in the window.
+    assert finding.signals["usage.events_near_report"] == 9
     assert "usage.feature_used" not in finding.signals
-    assert "View findings x6" in finding.summary
+    assert "View findings x7" in finding.summary
     assert finding.request["feature"] is None
 
 

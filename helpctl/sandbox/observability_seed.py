@@ -7,7 +7,8 @@ test passes one). The four scenarios of the story were reported at anchor - 2 h:
   `VulnerabilitiesView` 8 times between anchor - 2h30 and anchor - 1h30, and viewed the
   vulnerabilities page around anchor - 2 h.
 - incident: marta.vidal, luisa.fernandez and sofia.lopez hit "GraphQLError: Exception -
-  Unexpected error" in `FindingsView` 60 times between anchor - 3 h and anchor - 1 h.
+  Unexpected error" in `FindingsView` 60 times between anchor - 27 h and anchor - 25 h (the
+  incident was reported a day before the other scenarios, so their windows stay apart).
 - feature: pedro.rios views findings and members regularly and never sends "Export members"
   (the feature does not exist).
 - answered: carlos.ruiz never logged in, so no stand-in has an error, a profile or a session
@@ -168,7 +169,7 @@ def bugsnag_story(anchor: dt.datetime) -> BugsnagStory:
     events = []
     events += _events(rng, edges, [(ANA, 8)], anchor - 2.5 * hour, anchor - 1.5 * hour, f"{app}/kiwiapp/vulns")
     events += _events(
-        rng, loader, [(MARTA, 24), (LUISA, 20), (SOFIA, 16)], anchor - 3 * hour, anchor - hour, f"{app}/kiwiapp/findings"
+        rng, loader, [(MARTA, 24), (LUISA, 20), (SOFIA, 16)], anchor - 27 * hour, anchor - 25 * hour, f"{app}/kiwiapp/findings"
     )
     events += _events(rng, chunk, [(LUISA, 6)], anchor - 72 * hour, anchor - 0.5 * hour, f"{app}/kiwiapp/dashboard")
     events += _events(rng, role, [(JULIANA, 5)], anchor - 3 * hour, anchor - hour, f"{app}/kiwiapp/members")
@@ -223,13 +224,13 @@ _NEAR_REPORT = {
         (dt.timedelta(hours=1, minutes=40), "View findings", "kiwiapp"),
     ],
     MARTA: [
-        (dt.timedelta(hours=3, minutes=10), "Login", "kiwiapp"),
-        (dt.timedelta(hours=2, minutes=50), "View findings", "kiwiapp"),
-        (dt.timedelta(hours=2, minutes=35), "View findings", "kiwipay"),
-        (dt.timedelta(hours=2, minutes=20), "View findings", "kiwiapp"),
-        (dt.timedelta(hours=2, minutes=5), "View findings", "kiwiapp"),
-        (dt.timedelta(hours=1, minutes=50), "View findings", "kiwipay"),
-        (dt.timedelta(hours=1, minutes=35), "View findings", "kiwiapp"),
+        (dt.timedelta(hours=27, minutes=10), "Login", "kiwiapp"),
+        (dt.timedelta(hours=26, minutes=50), "View findings", "kiwiapp"),
+        (dt.timedelta(hours=26, minutes=35), "View findings", "kiwipay"),
+        (dt.timedelta(hours=26, minutes=20), "View findings", "kiwiapp"),
+        (dt.timedelta(hours=26, minutes=5), "View findings", "kiwiapp"),
+        (dt.timedelta(hours=25, minutes=50), "View findings", "kiwipay"),
+        (dt.timedelta(hours=25, minutes=35), "View findings", "kiwiapp"),
     ],
     PEDRO: [
         (dt.timedelta(hours=2, minutes=30), "Login", "kiwipay"),
