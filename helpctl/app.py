@@ -79,6 +79,8 @@ COMMANDS: dict[str, tuple[str, bool]] = {
     "triage": ("triage", False),
     "classify": ("classify", False),
     "file": ("file", False),
+    "notify": ("notify", False),
+    "report": ("report", True),
     "profile": ("profile", True),
     "auth": ("auth", True),
     "doctor": ("doctor", False),

@@ -30,9 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"helpctl {__version__}\n")
         return ExitCode.OK
 
-    from helpctl.output import make_streams_safe
+    from helpctl import output
 
-    make_streams_safe()
+    output.make_streams_safe()
+    output.json_written = False
     json_errors = _JSON_FLAG in arguments
     show_traceback = _TRACEBACK_FLAG in arguments or bool(os.environ.get("HELPCTL_TRACEBACK"))
     try:
@@ -92,7 +93,9 @@ def _report(error: HelpctlError, json_errors: bool, show_traceback: bool) -> int
 
     if show_traceback:
         _print_traceback()
-    if json_errors:
+    from helpctl import output
+
+    if json_errors and not output.json_written:
         import json
 
         payload = {name: mask(value) if isinstance(value, str) else value for name, value in error.as_dict().items()}

@@ -14,6 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 
+# Set once a command has printed its JSON document, so that the error boundary does not
+# print a second document on stdout for a partial result.
+json_written = False
+
+
 def colour_allowed(stream: Any) -> bool:
     if os.environ.get("NO_COLOR"):
         return False
@@ -57,9 +62,12 @@ class Output:
     # Data (stdout)
 
     def json(self, data: Any) -> None:
+        global json_written
+
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str))
         sys.stdout.write("\n")
         sys.stdout.flush()
+        json_written = True
 
     def line(self, text: str = "") -> None:
         sys.stdout.write(text + "\n")

@@ -173,6 +173,8 @@ def list_cases(
     requester: Annotated[Optional[str], typer.Option("--requester", "-r", help="Requester's e-mail contains this.")] = None,
     organization: Annotated[Optional[str], typer.Option("--org", "--organization", help="Organization name.")] = None,
     text: Annotated[Optional[str], typer.Option("--text", "-t", help="Subject, body or subjects contain this.")] = None,
+    due: Annotated[bool, typer.Option("--due", help="Only cases whose response clock is due soon.")] = False,
+    breached: Annotated[bool, typer.Option("--breached", help="Only cases whose response clock is breached.")] = False,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Show at most this many.")] = None,
 ) -> None:
     """List cases, newest first."""
@@ -182,8 +184,13 @@ def list_cases(
     if status is not None and status not in STATUSES:
         raise UsageError(f"--status: {status!r} is not a status", hint=f"use one of: {', '.join(STATUSES)}")
 
-    criteria = ListFilter(status=status, requester=requester, organization=organization, text=text, limit=limit)
+    criteria = ListFilter(status=status, requester=requester, organization=organization, text=text, limit=None if due or breached else limit)
     rows = CaseIndex(application.store.root).list(criteria)
+    if due or breached:
+        from helpctl.commands.case_sla import due_filter
+        from helpctl.findings import utc_now
+
+        rows = due_filter(rows, application.profile, utc_now(), due, breached, store=application.store)[:limit]
     output = application.output
     if output.json_mode:
         output.json(rows)
@@ -196,7 +203,7 @@ def list_cases(
     ]
     output.table(["id", "status", "label", "requester", "org", "opened", "subject"], table)
     if not rows:
-        output.info("no cases match" if any((status, requester, organization, text)) else "no cases yet: open one with 'helpctl case new'")
+        output.info("no cases match" if any((status, requester, organization, text, due, breached)) else "no cases yet: open one with 'helpctl case new'")
 
 
 @app.command("show")
@@ -209,9 +216,10 @@ def show(context: typer.Context, case_id: CaseId) -> None:
         output.json(case.to_dict())
         return
 
+    from helpctl.commands.case_sla import clock_rows
     from helpctl.commands.case_view import render_case
 
-    render_case(output, case, application.store.folder(case.id))
+    render_case(output, case, application.store.folder(case.id), clock_rows(case, application.profile))
 
 
 @app.command("edit")

@@ -19,8 +19,10 @@ OUTCOME_MARKS = {
 }
 
 
-def render_case(output: Output, case: Case, folder: Path) -> None:
+def render_case(output: Output, case: Case, folder: Path, clocks: list[dict] | None = None) -> None:
     _header(output, case, folder)
+    for clock in clocks or []:
+        output.line(f"{clock['name']:>12}: {clock['summary']}")
     _request(output, case)
     _findings(output, case)
     _classification(output, case)
