@@ -137,6 +137,14 @@ def test_shipped_rules_answer_pending_invitation():
     assert result.fired[0].name == "invitation-pending"
 
 
+def test_mismatch_ignored_when_case_is_not_about_it():
+    profile = load_profile("sandbox")
+    case = dict(CASE, text="Carlos cannot log in to kiwiapp")
+    findings = [finding("vulnerabilities", open_vulnerabilities_mismatch=True)]
+
+    assert classify(case, findings, profile.classify.rules).label is None
+
+
 def test_shipped_rules_catch_spanish_feature_request():
     profile = load_profile("sandbox")
     case = dict(CASE, kind="question", text="Hola, nos gustaría exportar los miembros; ¿podrían agregar esa opción?")
@@ -146,7 +154,7 @@ def test_shipped_rules_catch_spanish_feature_request():
 
 def test_shipped_rules_bug_beats_feature_wording():
     profile = load_profile("sandbox")
-    case = dict(CASE, text="It would be nice if the list worked")
+    case = dict(CASE, text="It would be nice if the vulnerabilities list worked")
     findings = [finding("vulnerabilities", open_vulnerabilities_mismatch=True)]
 
     assert classify(case, findings, profile.classify.rules).label == "bug"
