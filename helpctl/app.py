@@ -80,6 +80,8 @@ COMMANDS: dict[str, tuple[str, bool]] = {
     "classify": ("classify", False),
     "file": ("file", False),
     "notify": ("notify", False),
+    "sync": ("sync", False),
+    "consult": ("consult", False),
     "report": ("report", True),
     "profile": ("profile", True),
     "auth": ("auth", True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,3 +28,14 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
     yield home
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """CLI runs in the test process configure logging; undo it so tests stay independent."""
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers), logging.getLogger("helpctl").level)
+    yield
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    logging.getLogger("helpctl").setLevel(saved[2])

@@ -587,7 +587,7 @@ def test_key_masked_in_errors(clock: FakeClock, caplog: pytest.LogCaptureFixture
     ]
     client = mock_client(lambda request: responses.pop(0), clock)
 
-    with caplog.at_level(logging.DEBUG), pytest.raises(ServiceError) as caught:
+    with caplog.at_level(logging.DEBUG, logger="helpctl"), pytest.raises(ServiceError) as caught:
         client.ping()
 
     assert KEY not in caught.value.message

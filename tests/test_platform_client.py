@@ -613,7 +613,7 @@ def test_role_display(value: str, level: str, expected: str) -> None:
 
 
 def test_debug_log_without_token(make_client: Any, running: RunningService, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG, logger="helpctl"):
         make_client().me()
 
     text = "\n".join(record.getMessage() for record in caplog.records)

@@ -7,7 +7,9 @@ Retries: python-gitlab retries 429 responses (after Retry-After) and, with
 `retry_transient_errors`, 5xx/52x responses, timeouts and dropped connections, up to
 `GitlabSettings.max_retries` times. Issue creation is the exception. A create POST is
 never retried after a transient failure, because the issue may already exist, so the
-caller looks for it by its marker instead. 401, 403 and 404 are never retried.
+caller looks for it by its marker instead. A new note is not retried either: with a
+marker line, `add_note` looks for the note after a failure whose effect is unknown.
+401, 403 and 404 are never retried.
 
 Errors: every python-gitlab and requests exception is translated into helpctl's errors
 here, with a short text excerpt of the response, never a whole HTML page or the token.
@@ -43,6 +45,11 @@ MARKER_SEARCH_MAX_PAGES = 5
 # Longest Retry-After (seconds) that the client sleeps through before raising RateLimited.
 DEFAULT_MAX_RATE_LIMIT_WAIT = 60.0
 DEFAULT_LABEL_COLOR = "#428bca"
+# Notes read by one `issue_notes` call at most: the newest ones are kept.
+MAX_NOTES = 1000
+# Notes searched for a marker after `add_note` failed with an unknown effect.
+NOTE_MARKER_SEARCH = 100
+ISSUE_STATE_EVENTS = ("close", "reopen")
 
 
 class _WaitTooLong(Exception):
@@ -169,6 +176,113 @@ class GitlabClient:
         with self._errors(f"read issue #{iid} of {self.settings.project}", missing=f"issue #{iid}"):
             issue = self._handle().issues.get(iid, **self._options)
         return _issue_dict(issue.attributes)
+
+    def list_issues(
+        self,
+        *,
+        state: str | None = "opened",
+        labels: Iterable[str] = (),
+        search: str | None = None,
+        search_in: str = "title,description",
+        order_by: str = "updated_at",
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Return at most `limit` issues, newest first by `order_by` (created_at or updated_at).
+
+        `state` is opened, closed or None for both; `labels` must all be on an issue;
+        `search` is GitLab's fuzzy text search in the `search_in` fields.
+        """
+        query: dict[str, Any] = {"order_by": order_by, "sort": "desc"}
+        if state:
+            query["state"] = state
+        if labels:
+            query["labels"] = ",".join(labels)
+        if search:
+            query.update({"search": search, "in": search_in})
+
+        found = []
+        with self._errors(f"list the issues of {self.settings.project}", missing="project"):
+            pages = self._handle().issues.list(iterator=True, per_page=min(limit, 100), query_parameters=query, **self._options)
+            for issue in pages:
+                if len(found) >= limit:
+                    break
+                found.append(_issue_dict(issue.attributes))
+        return found
+
+    def set_issue_state(self, iid: int, state_event: str) -> dict[str, Any]:
+        """Close or reopen issue `iid` (`state_event` close or reopen); repeating it changes nothing."""
+        if state_event not in ISSUE_STATE_EVENTS:
+            raise UsageError(f"state_event {state_event!r} is invalid; expected one of {', '.join(ISSUE_STATE_EVENTS)}")
+
+        action = f"{state_event} issue #{iid} of {self.settings.project}"
+        with self._errors(action, missing=f"issue #{iid}"):
+            answer = self._handle().issues.update(iid, {"state_event": state_event}, **self._options)
+        return _issue_dict(answer)
+
+    # ----- notes -----
+
+    def issue_notes(self, iid: int, *, after_id: int | None = None, since: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Return the notes of issue `iid` newer than note `after_id`, or created after `since`, oldest first.
+
+        GitLab gives notes increasing ids, so the newest-first reading stops at the first
+        note at or before the cursor and reads only what is new. System notes (state
+        changes) are included, marked `system`.
+
+        NOTE: past `MAX_NOTES` new notes only the newest are returned, with a warning.
+        """
+        query = {"order_by": "created_at", "sort": "desc"}
+        found: list[dict[str, Any]] = []
+        with self._errors(f"list the notes of issue #{iid}", missing=f"issue #{iid}"):
+            notes = self._handle().issues.get(iid, lazy=True).notes
+            for note in notes.list(iterator=True, per_page=100, query_parameters=query, **self._options):
+                item = _note_dict(note.attributes)
+                if _at_or_before(item, after_id, since):
+                    break
+                if len(found) >= MAX_NOTES:
+                    logger.warning("issue #%s has more than %d new notes; only the newest were read", iid, MAX_NOTES)
+                    break
+                found.append(item)
+        return sorted(found, key=lambda item: item["id"])
+
+    def latest_note_id(self, iid: int) -> int | None:
+        """Return the id of the newest note on issue `iid` (system notes included), or None."""
+        query = {"order_by": "created_at", "sort": "desc"}
+        with self._errors(f"read the newest note of issue #{iid}", missing=f"issue #{iid}"):
+            notes = self._handle().issues.get(iid, lazy=True).notes
+            newest = notes.list(per_page=1, page=1, query_parameters=query, **self._options)
+        return int(newest[0].attributes["id"]) if newest else None
+
+    def add_note(self, iid: int, body: str, *, marker: str | None = None) -> dict[str, Any]:
+        """Post a note on issue `iid`; a transient failure is never retried, as a retry could post twice.
+
+        With `marker`, the note ends with that line, and after a failure that may have
+        posted the note (no response, a 5xx) the newest notes are searched for it.
+        """
+        text = f"{body.rstrip()}\n\n{marker}" if marker else body
+        try:
+            with self._errors(f"comment on issue #{iid}", missing=f"issue #{iid}"):
+                notes = self._handle().issues.get(iid, lazy=True).notes
+                note = notes.create({"body": text}, retry_transient_errors=False, **self._options)
+            return _note_dict(note.attributes)
+        except ServiceError as error:
+            if marker is None or not _effect_unknown(error):
+                raise
+            posted = self._find_note(iid, marker)
+            if posted is None:
+                raise
+            logger.warning("commenting on issue #%s failed (%s), but the note was posted", iid, error.message)
+            return posted
+
+    def _find_note(self, iid: int, marker: str) -> dict[str, Any] | None:
+        query = {"order_by": "created_at", "sort": "desc"}
+        with self._errors(f"look for the note just posted on issue #{iid}", missing=f"issue #{iid}"):
+            notes = self._handle().issues.get(iid, lazy=True).notes
+            for index, note in enumerate(notes.list(iterator=True, per_page=100, query_parameters=query, **self._options)):
+                if index >= NOTE_MARKER_SEARCH:
+                    break
+                if has_marker(note.attributes.get("body"), marker):
+                    return _note_dict(note.attributes)
+        return None
 
     # ----- commits -----
 
@@ -322,6 +436,21 @@ def has_marker(description: str | None, marker: str) -> bool:
     return any(line.strip() == marker for line in (description or "").splitlines())
 
 
+def _effect_unknown(error: ServiceError) -> bool:
+    """Tell whether a failed write may have been carried out: no response, or a 5xx response."""
+    if isinstance(error, (RateLimited, NotFound)):
+        return False
+    return error.status is None or error.status >= 500
+
+
+def _at_or_before(note: dict[str, Any], after_id: int | None, since: dt.datetime | None) -> bool:
+    if after_id is not None:
+        return int(note["id"]) <= after_id
+    if since is not None:
+        return _moment(note["created_at"] or "") <= since
+    return False
+
+
 def retry_after_seconds(value: str | None, now: float) -> float | None:
     """Parse a Retry-After value (seconds or an HTTP date) into seconds from `now`."""
     if value is None or not value.strip():
@@ -413,6 +542,21 @@ def _issue_dict(attributes: dict[str, Any]) -> dict[str, Any]:
         "confidential": bool(attributes.get("confidential")),
         "issue_type": attributes.get("issue_type") or "issue",
         "created_at": attributes.get("created_at"),
+        "updated_at": attributes.get("updated_at"),
+        "closed_at": attributes.get("closed_at"),
+        "milestone": (attributes.get("milestone") or {}).get("title"),
+    }
+
+
+def _note_dict(attributes: dict[str, Any]) -> dict[str, Any]:
+    author = attributes.get("author") or {}
+    return {
+        "id": attributes.get("id"),
+        "body": attributes.get("body") or "",
+        "author": author.get("username"),
+        "author_name": author.get("name"),
+        "created_at": attributes.get("created_at") or "",
+        "system": bool(attributes.get("system")),
     }
 
 

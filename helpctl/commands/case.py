@@ -134,6 +134,13 @@ def _new_from_email(application: App, source: str) -> None:
         application.store, message, raw, profile=application.profile.name, actor=application.actor
     )
     _print_opened(application, result.case, result.action)
+    if result.action == "reopened" and result.case.issue:
+        from helpctl.reopen import after_intake
+
+        application.announce_profile()
+        follow_up = after_intake(application.store, result, application.profile, application.actor)
+        if follow_up and follow_up.note_id:
+            application.output.info(f"commented on issue #{follow_up.iid} that the requester wrote again")
 
 
 def _read_email(source: str) -> bytes:
@@ -360,19 +367,28 @@ def reopen(
     context: typer.Context,
     case_id: CaseId,
     reason: Annotated[str, typer.Option("--reason", help="Why the case is reopened.")],
+    issue: Annotated[
+        str, typer.Option("--issue", help="What to do with a filed issue: comment (default), reopen or none.")
+    ] = "comment",
 ) -> None:
     """Reopen a closed case; its classification and filed issue are kept."""
+    from helpctl.reopen import reopen_with_issue
+
     application: App = context.obj
     if not reason.strip():
         raise UsageError("--reason cannot be empty", hint="say why the case is reopened")
+    if issue not in ("comment", "reopen", "none"):
+        raise UsageError(f"--issue: {issue!r} is not an action", hint="use comment, reopen or none")
 
-    with application.store.edit(case_id) as case:
-        if case.status != "closed":
-            raise PreconditionFailed(f"case {case.id} is {case.status}, not closed", hint="only closed cases can be reopened")
-        case.status = "open"
-        case.record(application.actor, "reopened", reason=reason.strip(), resolution=case.resolution)
-        case.resolution = None
-    _print_case_line(application, case, "Reopened case")
+    case = application.store.load(case_id)
+    if case.issue and issue != "none":
+        application.announce_profile()
+    result = reopen_with_issue(application.store, case.id, reason.strip(), application.profile, application.actor, issue_action=issue)
+    _print_case_line(application, application.store.load(case.id), "Reopened case")
+    if result.issue_reopened:
+        application.output.info(f"reopened issue #{result.iid}: {result.url}")
+    elif result.note_id:
+        application.output.info(f"commented on issue #{result.iid}: {result.url}")
 
 
 def _print_case_line(application: App, case: Case, verb: str) -> None:
@@ -413,3 +429,14 @@ def attach(
         output.success(f"attached {result['file']} as {result['stored']}")
         if result.get("finding"):
             output.line(result["finding"]["summary"])
+
+
+def _register_other_modules() -> None:
+    """Subcommands of `case` that live in their own modules, one per concern."""
+    from helpctl.commands import case_links, case_report
+
+    case_report.register_case(app)
+    case_links.register_case(app)
+
+
+_register_other_modules()

@@ -1,15 +1,17 @@
 """A GitLab REST v4 stand-in that python-gitlab talks to unchanged.
 
 It serves the calls helpctl makes (current user, users, projects, members, labels,
-issues, notes, commits) under `/api/v4`, with GitLab's pagination headers and error
+milestones, issues, notes, commits) under `/api/v4`, with GitLab's pagination headers and error
 bodies: 401 for a missing or unknown token, 403 `insufficient_scope` for writes with a
 read-only token, 404 "Project Not Found" for a project that does not exist or that the
 token's user cannot see, and 400 with a field map for a title or description over the
-limits. Unknown labels on an issue are created on the fly, as GitLab does.
+limits. Unknown labels on an issue are created on the fly, as GitLab does. Closing or
+reopening an issue adds a system note ("closed", "reopened"), and a new note moves the
+issue's `updated_at`.
 
-The fault knobs of the base class apply, plus `drop_after_create`: the issue is stored
-and the response is an HTML 502 page, as when a proxy loses the upstream's reply after
-the write, so a client cannot know whether the issue exists.
+The fault knobs of the base class apply, plus `drop_after_create`: the new issue or note
+is stored and the response is an HTML 502 page, as when a proxy loses the upstream's reply
+after the write, so a client cannot know whether the write happened.
 """
 
 from __future__ import annotations
@@ -35,12 +37,16 @@ DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
 ISSUE_TYPES = ("issue", "incident", "test_case", "task")
 NEW_LABEL_COLOR = "#6699cc"
+NOTE_ORDER_FIELDS = ("created_at", "updated_at", "id")
+
+# Milestones of the universe project: (title, due in this many days from `now`).
+MILESTONES = [("Sprint 2026-50", 7), ("Sprint 2026-51", 21)]
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 @dataclasses.dataclass
 class GitlabKnobs(Knobs):
-    # Store a created issue, then respond with an HTML 502 page instead of 201.
+    # Store a created issue or note, then respond with an HTML 502 page instead of 201.
     drop_after_create: bool = False
 
 
@@ -66,6 +72,7 @@ ROUTES = [
     _route("GET", _PROJECT + "/members/all", "list_members"),
     _route("GET", _PROJECT + "/labels", "list_labels"),
     _route("POST", _PROJECT + "/labels", "create_label"),
+    _route("GET", _PROJECT + "/milestones", "list_milestones"),
     _route("GET", _PROJECT + "/issues", "list_issues"),
     _route("POST", _PROJECT + "/issues", "create_issue"),
     _route("GET", _ISSUE, "get_issue"),
@@ -126,6 +133,13 @@ class GitlabService(Service):
         for name, color, description in seed.LABELS:
             self._add_label(seed.UNIVERSE_ID, name, color, description)
 
+        self.milestones: dict[int, list[dict[str, Any]]] = {project_id: [] for project_id in self.projects}
+        for number, (title, due_in_days) in enumerate(MILESTONES, start=1):
+            due = (self.now + dt.timedelta(days=due_in_days)).date().isoformat()
+            milestone = {"id": self._new_id(), "iid": number, "project_id": seed.UNIVERSE_ID, "title": title}
+            milestone.update({"description": "", "state": "active", "due_date": due, "start_date": None})
+            self.milestones[seed.UNIVERSE_ID].append(milestone)
+
         for item in seed.ISSUES:
             created = self.now - dt.timedelta(days=item.days_ago)
             issue = self._new_issue(seed.UNIVERSE_ID, self.users[item.author], created)
@@ -155,6 +169,7 @@ class GitlabService(Service):
             "state": "opened",
             "labels": [],
             "assignee_ids": [],
+            "milestone_id": None,
             "author_id": author.id,
             "confidential": False,
             "issue_type": "issue",
@@ -323,19 +338,30 @@ class GitlabService(Service):
         project = self.projects[issue["project_id"]]
         assignees = [self._user_json(request, found) for found in map(self._user_by_id, issue["assignee_ids"]) if found]
         author = self._user_by_id(issue["author_id"])
-        data = {name: value for name, value in issue.items() if name not in ("assignee_ids", "author_id")}
+        hidden = ("assignee_ids", "author_id", "milestone_id")
+        data = {name: value for name, value in issue.items() if name not in hidden}
         data.update(
             {
+                "milestone": self._milestone_json(request, project, issue["milestone_id"]),
                 "assignees": assignees,
                 "assignee": assignees[0] if assignees else None,
                 "author": self._user_json(request, author) if author else None,
                 "type": issue["issue_type"].upper(),
-                "user_notes_count": len(self.notes.get((project.id, issue["iid"]), [])),
+                "user_notes_count": sum(not note["system"] for note in self.notes.get((project.id, issue["iid"]), [])),
                 "references": {"short": f"#{issue['iid']}", "full": f"{project.path}#{issue['iid']}"},
                 "web_url": f"{self._base_url(request)}/{project.path}/-/issues/{issue['iid']}",
             }
         )
         return data
+
+    def _milestone_json(self, request: Request, project: seed.SeedProject, milestone_id: int | None) -> dict[str, Any] | None:
+        milestone = self._milestone_by_id(project.id, milestone_id)
+        if milestone is None:
+            return None
+        return {**milestone, "web_url": f"{self._base_url(request)}/{project.path}/-/milestones/{milestone['iid']}"}
+
+    def _milestone_by_id(self, project_id: int, milestone_id: int | None) -> dict[str, Any] | None:
+        return next((item for item in self.milestones.get(project_id, []) if item["id"] == milestone_id), None)
 
     # ----- users and projects -----
 
@@ -387,6 +413,19 @@ class GitlabService(Service):
         label = self._add_label(project.id, name, color, str(params.get("description") or ""))
         return Response.json(label, 201)
 
+    # ----- milestones -----
+
+    def _list_milestones(self, request: Request, user: seed.SeedUser, project: seed.SeedProject) -> Response:
+        params = self._params(request)
+        state = params.get("state")
+        title = params.get("title")
+        rows = [
+            {**item, "web_url": f"{self._base_url(request)}/{project.path}/-/milestones/{item['iid']}"}
+            for item in self.milestones[project.id]
+            if (not state or item["state"] == state) and (not title or item["title"] == title)
+        ]
+        return self._paginated(request, rows)
+
     def _apply_labels(self, project_id: int, names: list[str]) -> list[str]:
         """Create the labels the project lacks, as GitLab does on issue create and update."""
         known = {label["name"] for label in self.labels[project_id]}
@@ -401,7 +440,10 @@ class GitlabService(Service):
     def _list_issues(self, request: Request, user: seed.SeedUser, project: seed.SeedProject) -> Response:
         params = self._params(request)
         rows = [issue for issue in self.issues[project.id] if _issue_matches(issue, params)]
-        rows.sort(key=lambda issue: (issue["created_at"], issue["iid"]), reverse=params.get("sort", "desc") != "asc")
+        order_by = params.get("order_by") or "created_at"
+        if order_by not in ("created_at", "updated_at"):
+            raise ApiError(400, {"error": "order_by does not have a valid value"})
+        rows.sort(key=lambda issue: (issue[order_by], issue["iid"]), reverse=params.get("sort", "desc") != "asc")
         return self._paginated(request, [self._issue_json(request, issue) for issue in rows])
 
     def _create_issue(self, request: Request, user: seed.SeedUser, project: seed.SeedProject) -> Response:
@@ -456,8 +498,10 @@ class GitlabService(Service):
             issue["confidential"] = _flag(params["confidential"])
         if "assignee_ids" in params:
             issue["assignee_ids"] = self._assignable(project, _id_list(params["assignee_ids"]))
+        if "milestone_id" in params:
+            issue["milestone_id"] = self._milestone_for(project, params["milestone_id"])
         self._update_labels(project, issue, params)
-        self._update_state(issue, params.get("state_event"))
+        self._update_state(project, user, issue, params.get("state_event"))
 
         issue["updated_at"] = gitlab_time(_utc_now())
         return Response.json(self._issue_json(request, issue))
@@ -470,24 +514,44 @@ class GitlabService(Service):
         removed = set(_label_list(params.get("remove_labels")))
         issue["labels"] = self._apply_labels(project.id, [name for name in labels if name not in removed])
 
-    def _update_state(self, issue: dict[str, Any], event: Any) -> None:
+    def _milestone_for(self, project: seed.SeedProject, value: Any) -> int | None:
+        """Resolve `milestone_id`: 0, null or empty removes the milestone, as on GitLab."""
+        if value in (None, "", 0, "0"):
+            return None
+        try:
+            milestone_id = int(value)
+        except (TypeError, ValueError) as error:
+            raise ApiError(400, {"error": "milestone_id is invalid"}) from error
+        if self._milestone_by_id(project.id, milestone_id) is None:
+            raise ApiError(404, {"message": "404 Milestone Not Found"})
+        return milestone_id
+
+    def _update_state(self, project: seed.SeedProject, user: seed.SeedUser, issue: dict[str, Any], event: Any) -> None:
         if event in (None, ""):
             return
-        if event == "close":
-            issue["state"] = "closed"
-            issue["closed_at"] = gitlab_time(_utc_now())
-        elif event == "reopen":
-            issue["state"] = "opened"
-            issue["closed_at"] = None
-        else:
+        if event not in ("close", "reopen"):
             raise ApiError(400, {"error": "state_event does not have a valid value"})
+
+        state = "closed" if event == "close" else "opened"
+        if issue["state"] == state:
+            return
+        issue["state"] = state
+        issue["closed_at"] = gitlab_time(_utc_now()) if state == "closed" else None
+        self._add_note(project, user, issue, "closed" if state == "closed" else "reopened", system=True)
 
     # ----- notes -----
 
     def _list_notes(self, request: Request, user: seed.SeedUser, project: seed.SeedProject, iid: str) -> Response:
+        """List notes, newest first unless `sort=asc`; `order_by` is created_at (default), updated_at or id."""
         issue = self._find_issue(project, iid)
-        notes = sorted(self.notes.get((project.id, issue["iid"]), []), key=lambda note: note["id"], reverse=True)
-        return self._paginated(request, notes)
+        order_by = request.arg("order_by") or "created_at"
+        if order_by not in NOTE_ORDER_FIELDS:
+            raise ApiError(400, {"error": "order_by does not have a valid value"})
+        descending = (request.arg("sort") or "desc") != "asc"
+
+        notes = self.notes.get((project.id, issue["iid"]), [])
+        rows = sorted(notes, key=lambda note: (note[order_by], note["id"]), reverse=descending)
+        return self._paginated(request, [self._note_json(request, note) for note in rows])
 
     def _create_note(self, request: Request, user: seed.SeedUser, project: seed.SeedProject, iid: str) -> Response:
         issue = self._find_issue(project, iid)
@@ -496,17 +560,33 @@ class GitlabService(Service):
             raise ApiError(400, {"error": "body is missing"})
         _check_lengths({"note": (body, NOTE_LIMIT)})
 
+        note = self._add_note(project, user, issue, body, system=False)
+        if self.knobs.drop_after_create:
+            return Response(502, HTML_502, {"Content-Type": "text/html"})
+        return Response.json(self._note_json(request, note), 201)
+
+    def _add_note(self, project: seed.SeedProject, user: seed.SeedUser, issue: dict[str, Any], body: str, *, system: bool) -> dict[str, Any]:
+        moment = gitlab_time(_utc_now())
         note = {
             "id": self._new_id(),
             "body": body,
-            "author": self._user_json(request, user),
-            "created_at": gitlab_time(_utc_now()),
-            "system": False,
+            "author_username": user.username,
+            "created_at": moment,
+            "updated_at": moment,
+            "system": system,
             "noteable_type": "Issue",
             "noteable_iid": issue["iid"],
+            "confidential": False,
+            "internal": False,
         }
         self.notes.setdefault((project.id, issue["iid"]), []).append(note)
-        return Response.json(note, 201)
+        issue["updated_at"] = moment
+        return note
+
+    def _note_json(self, request: Request, note: dict[str, Any]) -> dict[str, Any]:
+        data = {name: value for name, value in note.items() if name != "author_username"}
+        data["author"] = self._user_json(request, self.users[note["author_username"]])
+        return data
 
     # ----- commits -----
 
