@@ -132,4 +132,22 @@ def test_demo_runs_as_a_subprocess(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert "/fluidattacks/universe/-/issues/" in completed.stdout
     assert "Classification: bug" in completed.stdout
+    assert "issue-closed" in completed.stderr
+    assert "resolved (es) to the requester: sent" in completed.stderr
     assert "case folder:" in completed.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("scenario", "routed"), [("incident", "imanager"), ("feature", "jhead"), ("answered", None)])
+def test_demo_scenarios(tmp_path, scenario, routed):
+    env = {"HELPCTL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "NO_COLOR": "1"}
+    command = [sys.executable, "-m", "helpctl", "demo", "--scenario", scenario]
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+    assert completed.returncode == 0, completed.stderr
+    assert f"Classification: {scenario}" in completed.stdout
+    if routed:
+        assert f"assigned to {routed}" in completed.stderr
+    else:
+        assert "no issue needed" in completed.stderr
+        assert "status: closed" in completed.stdout

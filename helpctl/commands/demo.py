@@ -138,11 +138,41 @@ def run_demo(application: App, scenario: Scenario) -> None:
     else:
         steps.start("File the issue", f"helpctl file {case.id}")
         gitlab = services.gitlab_client(profile, profile.gitlab.fixed_token)
-        show_outcome(application, file_case(store, case.id, profile, application.actor, client=gitlab))
+        outcome = file_case(store, case.id, profile, application.actor, client=gitlab)
+        show_outcome(application, outcome)
+        _follow_up(application, steps, case.id, outcome["iid"], gitlab)
 
     output.line()
     render_case(output, store.load(case.id), store.folder(case.id))
     output.info(f"case folder: {store.folder(case.id)}")
+
+
+def _follow_up(application: App, steps: _Steps, case_id: str, iid: int, gitlab) -> None:
+    """Tell the requester, let the assignee close the issue, and let sync tell them again."""
+    from helpctl import notify, services, sync
+
+    output, store, profile = application.output, application.store, application.profile
+    mandrill = services.mandrill_client(profile, profile.mandrill.fixed_token)
+
+    steps.start("Tell the requester the issue was filed", f"helpctl notify {case_id} filed")
+    draft = notify.draft(store.load(case_id), "filed", profile)
+    sent = notify.send(store, case_id, draft, profile, application.actor, client=mandrill)
+    output.info(f"  {draft.language}: \"{draft.subject}\" to {draft.to}: {', '.join(item.status for item in sent.statuses)}")
+
+    steps.start("The assignee fixes the bug and closes the issue (in the sandbox)", f"issue #{iid} closed on GitLab")
+    gitlab.set_issue_state(iid, "close")
+
+    steps.start("Follow the issue and send the requester the owed update", "helpctl sync --notify --yes")
+    report = sync.sync_cases(store, [case_id], profile, application.actor, client=gitlab)
+    for item in report.synced:
+        output.info(f"  {item.case_id}: {', '.join(event.get('event', '?') for event in item.events) or 'no change'}")
+    sync.send_updates(store, report, profile, application.actor, client=mandrill)
+    for owed in report.owed:
+        language = getattr(owed.draft, "language", "?")
+        status = "sent" if owed.sent is not None and owed.sent.ok else f"not sent ({owed.problem or owed.send_error})"
+        output.info(f"  {owed.template} ({language}) to the requester: {status}")
+        if owed.draft is not None:
+            output.info("  " + "\n  ".join(owed.draft.text.splitlines()[:6]))
 
 
 def _close_answered(application: App, case_id: str) -> None:
