@@ -85,12 +85,18 @@ def run(
     to now; `until` alone starts the same total span earlier. `routing` maps the operation
     of the rows to a component through the components' keywords.
     """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     now = now or utc_now()
     window = resolve_window(case, settings, now, since, until)
-    findings: list[Finding] = []
-    for query in _select_queries(settings, query_names, query_text, log_groups):
-        findings.extend(_run_query(case, client, store, settings, query, window, routing))
-    return findings
+    queries = _select_queries(settings, query_names, query_text, log_groups)
+    # Queries of one probe run side by side; the client's own limit of concurrent queries
+    # (max_concurrent_queries) still caps what reaches the service.
+    with ThreadPoolExecutor(max_workers=max(1, settings.max_concurrent_queries), thread_name_prefix="logs-query") as pool:
+        planned: list[Finding | Future[Finding]] = []
+        for query in queries:
+            planned.extend(_run_query(case, client, store, settings, query, window, routing, pool))
+        return [item.result() if isinstance(item, Future) else item for item in planned]
 
 
 # ----- window and queries -----
@@ -189,7 +195,9 @@ def _run_query(
     query: _Query,
     window: Window,
     routing: RoutingSettings | None,
-) -> list[Finding]:
+    pool: Any,
+) -> list[Any]:
+    """Skipped findings at once, and a future finding for each subject the query runs on."""
     names = logsquery.placeholders(query.template)
     offered = _subjects(case, names)
     missing = [name for name in names if not offered[name]]
@@ -204,7 +212,7 @@ def _run_query(
     for combination in itertools.product(*(offered[name] for name in names)):
         values = dict(zip(names, combination))
         subject = "+".join(combination) or NO_SUBJECT
-        findings.append(_probe_subject(case, client, store, settings, query, window, values, subject, routing))
+        findings.append(pool.submit(_probe_subject, case, client, store, settings, query, window, values, subject, routing))
     return findings
 
 
