@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from helpctl.errors import HelpctlError, PreconditionFailed, UsageError
@@ -51,6 +52,15 @@ class App:
             self._announced = True
             where = "sandbox on 127.0.0.1" if self.profile.is_sandbox else self.profile.platform.url
             self.output.info(f"profile: {self.profile.name} ({where})")
+
+    @property
+    def cases_root(self) -> Path:
+        """The store's folder, known without loading the store and the case model."""
+        if self._store is not None:
+            return self._store.root
+        from helpctl import paths
+
+        return paths.cases_dir()
 
     @property
     def store(self) -> CaseStore:

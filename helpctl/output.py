@@ -87,16 +87,17 @@ class Output:
         self._plain_table(columns, rows)
 
     def _plain_table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Columns padded to their widest cell (at most 60), the last one left free."""
         cells = [[("" if cell is None else str(cell)).replace("\n", " ") for cell in row] for row in rows]
         widths = [len(column) for column in columns]
-        for row in cells:
-            for index, cell in enumerate(row[:-1]):
-                widths[index] = min(max(widths[index], len(cell)), 60)
-        write = sys.stdout.write
-        write("  ".join(column.upper().ljust(widths[index]) for index, column in enumerate(columns)).rstrip() + "\n")
-        for row in cells:
-            parts = [cell.ljust(widths[index]) if index < len(row) - 1 else cell for index, cell in enumerate(row)]
-            write("  ".join(parts).rstrip() + "\n")
+        if cells:
+            widths = [min(max(width, *map(len, column)), 60) for width, column in zip(widths, zip(*cells))]
+        header = [column.upper() for column in columns]
+        lines = []
+        for row in [header] + cells:
+            padded = [cell.ljust(width) for cell, width in zip(row[:-1], widths)] + row[-1:]
+            lines.append("  ".join(padded).rstrip())
+        sys.stdout.write("\n".join(lines) + "\n")
 
     def fields(self, pairs: Sequence[tuple[str, Any]]) -> None:
         """Print `name: value` lines for a record, skipping empty values."""

@@ -239,3 +239,28 @@ def test_index_lists_damaged_case(store):
 
     assert rows[0]["id"] == case.id
     assert "damaged case file" in rows[0]["damaged"]
+
+
+def test_index_scan_waits_for_interval_or_refresh(store, monkeypatch):
+    case = make_case(store)
+    index = CaseIndex(store.root)
+    assert index.list(ListFilter())[0]["status"] == "open"
+
+    path = store.folder(case.id) / "case.yaml"
+    path.write_text(path.read_text().replace("status: open", "status: waiting"))
+    os.utime(store.folder(case.id), ns=(3, 3))
+
+    assert index.list(ListFilter())[0]["status"] == "open"
+    assert index.list(ListFilter(refresh=True))[0]["status"] == "waiting"
+
+
+def test_index_scans_again_after_interval(store, monkeypatch):
+    case = make_case(store)
+    index = CaseIndex(store.root)
+    index.list(ListFilter())
+    path = store.folder(case.id) / "case.yaml"
+    path.write_text(path.read_text().replace("status: open", "status: waiting"))
+    os.utime(store.folder(case.id), ns=(4, 4))
+
+    monkeypatch.setattr("helpctl.cases.index.SCAN_INTERVAL_SECONDS", 0.0)
+    assert index.list(ListFilter())[0]["status"] == "waiting"

@@ -12,10 +12,10 @@ from typing import Any
 
 from helpctl.findings import Finding, isoformat, utc_now
 
+from helpctl.cases.vocabulary import KINDS, LANGUAGES, STATUSES
+
 SCHEMA_VERSION = 1
-STATUSES = ("open", "waiting", "filed", "closed")
-KINDS = ("question", "problem", "feature-request", "access-request", "other")
-LANGUAGES = ("en", "es")
+__all__ = ["KINDS", "LANGUAGES", "SCHEMA_VERSION", "STATUSES", "Case", "Event", "Person", "Subjects"]
 
 
 @dataclasses.dataclass

@@ -6,17 +6,21 @@ import datetime as dt
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from helpctl.cases.model import KINDS, LANGUAGES, STATUSES, Case, Person, Subjects
+from helpctl.cases.vocabulary import KINDS, LANGUAGES, STATUSES
 from helpctl.context import App
 from helpctl.errors import PreconditionFailed, UsageError
 from helpctl.findings import isoformat
 
+if TYPE_CHECKING:
+    from helpctl.cases.model import Case
+
 app = typer.Typer(help="Open, list, show and change cases.", no_args_is_help=True)
 
+DEFAULT_LIST_LIMIT = 50
 EMAIL = re.compile(r"^[^@\s,;<>]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 GROUP = re.compile(r"^[a-z0-9]{2,64}$")
 
@@ -95,6 +99,7 @@ def _case_from_options(
     language: str | None,
     reported: str | None,
 ) -> Case:
+    from helpctl.cases.model import Case, Person, Subjects
     from helpctl.cases.store import new_case_id
 
     if not requester:
@@ -182,22 +187,29 @@ def list_cases(
     text: Annotated[Optional[str], typer.Option("--text", "-t", help="Subject, body or subjects contain this.")] = None,
     due: Annotated[bool, typer.Option("--due", help="Only cases whose response clock is due soon.")] = False,
     breached: Annotated[bool, typer.Option("--breached", help="Only cases whose response clock is breached.")] = False,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Show at most this many.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many.")] = DEFAULT_LIST_LIMIT,
+    show_all: Annotated[bool, typer.Option("--all", "-a", help="Show every matching case.")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Re-read case files changed outside helpctl now.")] = False,
 ) -> None:
-    """List cases, newest first."""
+    """List cases, newest first (the newest 50 unless --limit or --all)."""
     from helpctl.cases.index import CaseIndex, ListFilter
 
     application: App = context.obj
     if status is not None and status not in STATUSES:
         raise UsageError(f"--status: {status!r} is not a status", hint=f"use one of: {', '.join(STATUSES)}")
 
-    criteria = ListFilter(status=status, requester=requester, organization=organization, text=text, limit=None if due or breached else limit)
-    rows = CaseIndex(application.store.root).list(criteria)
+    shown = None if show_all else limit
+    criteria = ListFilter(
+        status=status, requester=requester, organization=organization, text=text,
+        limit=None if due or breached else shown, refresh=refresh,
+    )
+    index = CaseIndex(application.cases_root)
+    rows = index.list(criteria)
     if due or breached:
         from helpctl.commands.case_sla import due_filter
         from helpctl.findings import utc_now
 
-        rows = due_filter(rows, application.profile, utc_now(), due, breached, store=application.store)[:limit]
+        rows = due_filter(rows, application.profile, utc_now(), due, breached, store=application.store)[:shown]
     output = application.output
     if output.json_mode:
         output.json(rows)
@@ -209,6 +221,10 @@ def list_cases(
         for row in rows
     ]
     output.table(["id", "status", "label", "requester", "org", "opened", "subject"], table)
+    if shown is not None and len(rows) == shown and not (due or breached):
+        total = index.count(criteria)
+        if total > shown:
+            output.info(f"showing the newest {shown} of {total} cases; use --limit N or --all for more")
     if not rows:
         output.info("no cases match" if any((status, requester, organization, text, due, breached)) else "no cases yet: open one with 'helpctl case new'")
 
