@@ -237,7 +237,11 @@ class MandrillClient:
             if retryable and attempt < MAX_ATTEMPTS:
                 self._back_off(method, attempt, reason)
                 return None
-            raise ServiceError(f"could not reach Mandrill for {method}: {reason}", service=SERVICE) from error
+            raise ServiceError(
+                f"could not reach Mandrill at {self.settings.url} for {method}: {reason}",
+                service=SERVICE,
+                hint="check mandrill.url in the profile and the network",
+            ) from error
         except httpx.HTTPError as error:
             # A body that cannot be decoded, or a redirect loop: retrying does not help.
             reason = self._mask(f"{type(error).__name__}: {error}")

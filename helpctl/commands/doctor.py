@@ -34,6 +34,7 @@ def doctor(context: typer.Context) -> None:
     results.append(_check_keyring())
     results += _check_platform(profile)
     results += _check_gitlab(profile)
+    results += _check_evidence_sources(profile)
     _show(application, results)
 
     failed = [result for result in results if not result.ok]
@@ -117,6 +118,59 @@ def _check_gitlab(profile) -> list[Check]:
     checks.append(_run("gitlab", "labels", lambda: _labels_exist(profile, client), "create the labels or fix the profile's labels"))
     checks.append(_run("gitlab", "routing", lambda: _assignees_exist(profile, client), "fill the routing usernames in the profile"))
     return checks
+
+
+def _check_evidence_sources(profile) -> list[Check]:
+    """The probes' sources: credentials present, and a free call where the API has one.
+
+    Mixpanel and LogRocket are not called: every Mixpanel query spends the hourly budget,
+    and LogRocket has no call that costs nothing.
+    """
+    from helpctl import services
+
+    checks = [_check_logs(profile)]
+    for service, needed in (("mandrill", None), ("bugsnag", "project_id"), ("mixpanel", "project_id"), ("logrocket", "app_id")):
+        settings = getattr(profile, service)
+        if needed and not getattr(settings, needed):
+            checks.append(Check(service, "configured", True, f"not configured ({service}.{needed} is empty); its probe is skipped", "optional"))
+            continue
+        found = credentials.find(profile.name, service, settings.fixed_token)
+        if found is None:
+            optional = service == "logrocket"
+            detail = "no key: the sessions probe stores a link instead" if optional else "no token"
+            hint = f"run 'helpctl auth login {service}' or set {credentials.environment_variable(service)}"
+            checks.append(Check(service, "token", optional, detail, hint))
+            continue
+        checks.append(Check(service, "token", True, f"from {found.source}"))
+        if service == "mandrill":
+            client = services.mandrill_client(profile, found.value)
+            checks.append(_run("mandrill", "reachable and authenticated", lambda: f"{profile.mandrill.url} answered {client.ping()}", "renew the key"))
+    return checks
+
+
+def _check_logs(profile) -> Check:
+    """Where Logs Insights credentials will come from, without walking the AWS chain.
+
+    Resolving the chain can reach the instance metadata service, so doctor only reports
+    what is configured; the probe resolves the credentials when it runs.
+    """
+    import os
+
+    settings = profile.logs
+    if not settings.log_groups:
+        return Check("logs", "configured", True, "no log groups (logs.log_groups); the logs probe is skipped", "optional")
+    if settings.sandbox_credentials:
+        return Check("logs", "credentials", True, f"the sandbox's fixed keys for {settings.endpoint_url}")
+    sources = []
+    if settings.aws_profile:
+        sources.append(f"AWS profile {settings.aws_profile!r} (logs.aws_profile)")
+    if os.environ.get("AWS_PROFILE"):
+        sources.append(f"AWS_PROFILE={os.environ['AWS_PROFILE']}")
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        sources.append("AWS_ACCESS_KEY_ID in the environment")
+    if not sources:
+        return Check("logs", "credentials", False, "no AWS profile or keys configured", "set logs.aws_profile or AWS_PROFILE, and run 'aws sso login' if it uses SSO")
+    return Check("logs", "credentials", True, f"{', '.join(sources)}; region {settings.region}")
 
 
 def _labels_exist(profile, client) -> str:
