@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import html
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +24,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from helpctl import __version__, credentials
+from helpctl import credentials
+from helpctl.clients.http import EXCERPT_CHARS, ClientBase, html_excerpt, new_client, retry_after_seconds
 from helpctl.config.settings import BugsnagSettings
 from helpctl.errors import AuthError, NotFound, RateLimited, ServiceError, ServiceTimeout
 
@@ -41,7 +40,6 @@ TRANSIENT_STATUSES = frozenset({502, 503, 504})
 TRANSIENT_RETRIES = 2
 # A service that keeps sending `Retry-After: 0` must not keep the client looping.
 MAX_RATE_RETRIES = 5
-EXCERPT_CHARS = 160
 
 
 @dataclasses.dataclass
@@ -55,7 +53,7 @@ class Listing:
     pages: int = 0
 
 
-class BugsnagClient:
+class BugsnagClient(ClientBase):
     """One BugSnag project, read with one personal auth token."""
 
     def __init__(
@@ -71,27 +69,12 @@ class BugsnagClient:
         self.sleep = sleep
         self.retry_budget = retry_budget
         credentials.register_secret(token)
-        self._http = httpx.Client(
+        self._http = new_client(
+            settings.timeout,
+            transport,
             base_url=settings.url.rstrip("/"),
-            headers={
-                "Authorization": f"token {token}",
-                "X-Version": API_VERSION,
-                "Accept": "application/json",
-                "User-Agent": f"helpctl/{__version__}",
-            },
-            timeout=httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
-            transport=transport,
-            follow_redirects=False,
+            headers={"Authorization": f"token {token}", "X-Version": API_VERSION, "Accept": "application/json"},
         )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> BugsnagClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # ----- calls -----
 
@@ -186,7 +169,7 @@ class BugsnagClient:
         while True:
             response = self._send(url, params)
             if response.status_code == 429:
-                delay = _retry_after(response)
+                delay = retry_after_seconds(response, RATE_WINDOW_SECONDS)
                 rate_retries += 1
                 if waited + delay > self.retry_budget or rate_retries > MAX_RATE_RETRIES:
                     raise RateLimited(
@@ -265,14 +248,6 @@ def _path_of(url: str) -> str:
     return urlsplit(url).path or url
 
 
-def _retry_after(response: httpx.Response) -> float:
-    raw = response.headers.get("retry-after", "").strip()
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return RATE_WINDOW_SECONDS
-
-
 def _int_header(response: httpx.Response, name: str) -> int | None:
     try:
         return int(response.headers.get(name, ""))
@@ -311,24 +286,16 @@ def _error_detail(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return _excerpt(response.text)
+        return html_excerpt(response.text)
     if isinstance(body, dict) and isinstance(body.get("errors"), list):
         return "; ".join(str(item) for item in body["errors"])[:EXCERPT_CHARS]
-    return _excerpt(response.text)
-
-
-def _excerpt(text: str) -> str:
-    title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    if title:
-        text = title.group(1)
-    plain = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
-    return plain[:EXCERPT_CHARS] or "(empty body)"
+    return html_excerpt(response.text)
 
 
 def _json_list(response: httpx.Response) -> list[dict[str, Any]]:
     body = _json_body(response)
     if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
-        message = f"BugSnag returned a list page that is not a JSON array: {_excerpt(response.text)}"
+        message = f"BugSnag returned a list page that is not a JSON array: {html_excerpt(response.text)}"
         raise ServiceError(message, service=SERVICE)
     return body
 
@@ -336,7 +303,7 @@ def _json_list(response: httpx.Response) -> list[dict[str, Any]]:
 def _json_object(response: httpx.Response) -> dict[str, Any]:
     body = _json_body(response)
     if not isinstance(body, dict):
-        raise ServiceError(f"BugSnag returned a body that is not a JSON object: {_excerpt(response.text)}", service=SERVICE)
+        raise ServiceError(f"BugSnag returned a body that is not a JSON object: {html_excerpt(response.text)}", service=SERVICE)
     return body
 
 
@@ -345,7 +312,7 @@ def _json_body(response: httpx.Response) -> Any:
         return response.json()
     except ValueError as error:
         raise ServiceError(
-            f"BugSnag returned a body that is not JSON (HTTP {response.status_code}): {_excerpt(response.text)}",
+            f"BugSnag returned a body that is not JSON (HTTP {response.status_code}): {html_excerpt(response.text)}",
             service=SERVICE,
             status=response.status_code,
         ) from error

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import html
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +27,8 @@ from urllib.parse import quote
 
 import httpx
 
-from helpctl import __version__, credentials
+from helpctl import credentials
+from helpctl.clients.http import EXCERPT_CHARS, ClientBase, html_excerpt, new_client, retry_after_seconds
 from helpctl.config.settings import LogrocketSettings
 from helpctl.errors import AuthError, ConfigError, NotFound, RateLimited, ServiceError, ServiceTimeout
 
@@ -44,7 +43,6 @@ RATE_LIMIT_BUDGET = 60.0  # seconds one call may spend waiting out 429 responses
 MAX_RATE_RETRIES = 5
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
 TRANSIENT_RETRIES = 2
-EXCERPT_CHARS = 160
 
 
 @dataclasses.dataclass
@@ -73,7 +71,7 @@ def deep_link(settings: LogrocketSettings, user: str) -> str:
     return f"{settings.web_url.rstrip('/')}/{org}/{app}/sessions?u={quote(user, safe='')}"
 
 
-class LogrocketClient:
+class LogrocketClient(ClientBase):
     def __init__(
         self,
         settings: LogrocketSettings,
@@ -89,22 +87,12 @@ class LogrocketClient:
         org, app = app_parts(settings)
         self._path = f"/v1/orgs/{quote(org, safe='')}/apps/{quote(app, safe='')}/highlights/"
         credentials.register_secret(key)
-        self._http = httpx.Client(
+        self._http = new_client(
+            settings.timeout,
+            transport,
             base_url=settings.url.rstrip("/"),
-            headers={"Authorization": f"token {key}", "Accept": "application/json", "User-Agent": f"helpctl/{__version__}"},
-            timeout=httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
-            transport=transport,
-            follow_redirects=False,
+            headers={"Authorization": f"token {key}", "Accept": "application/json"},
         )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> LogrocketClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def deep_link(self, user: str) -> str:
         return deep_link(self.settings, user)
@@ -160,7 +148,7 @@ class LogrocketClient:
         while True:
             response = self._send(method, options)
             if response.status_code == 429:
-                delay = _retry_after(response)
+                delay = retry_after_seconds(response, DEFAULT_RETRY_AFTER)
                 rate_retries += 1
                 if waited + delay > RATE_LIMIT_BUDGET or rate_retries > MAX_RATE_RETRIES:
                     message = f"LogRocket rate limit reached; retry in {delay:g} s"
@@ -198,13 +186,6 @@ def _epoch_ms(moment: dt.datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return DEFAULT_RETRY_AFTER
-
-
 def _raise_for_status(response: httpx.Response, request_id: str | None) -> None:
     status = response.status_code
     if status < 400:
@@ -227,25 +208,17 @@ def _error_detail(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return _excerpt(response.text)
+        return html_excerpt(response.text)
     if isinstance(body, dict) and body.get("error"):
         return str(body["error"])[:EXCERPT_CHARS]
-    return _excerpt(response.text)
-
-
-def _excerpt(text: str) -> str:
-    title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    if title:
-        text = title.group(1)
-    plain = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
-    return plain[:EXCERPT_CHARS] or "(empty body)"
+    return html_excerpt(response.text)
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError as error:
-        message = f"LogRocket returned a body that is not JSON: {_excerpt(response.text)}"
+        message = f"LogRocket returned a body that is not JSON: {html_excerpt(response.text)}"
         raise ServiceError(message, service=SERVICE) from error
     if not isinstance(body, dict):
         raise ServiceError("LogRocket returned JSON that is not an object", service=SERVICE)

@@ -38,7 +38,8 @@ from typing import Any
 
 import httpx
 
-from helpctl import __version__, credentials
+from helpctl import credentials
+from helpctl.clients.http import ClientBase, new_client, retry_after_seconds
 from helpctl.config.settings import MandrillSettings
 from helpctl.errors import AuthError, NotFound, RateLimited, ServiceError, ServiceTimeout, UsageError
 
@@ -94,7 +95,7 @@ class SearchLimiter:
             self._sleep(wait)
 
 
-class MandrillClient:
+class MandrillClient(ClientBase):
     """One Mandrill account, reached with one API key. Methods return Mandrill's JSON."""
 
     def __init__(
@@ -114,20 +115,7 @@ class MandrillClient:
         self._sleep = sleep
         self._base_url = settings.url.rstrip("/")
         self._limiter = SearchLimiter(settings.searches_per_minute, clock, sleep)
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(settings.timeout),
-            transport=transport,
-            headers={"User-Agent": f"helpctl/{__version__}"},
-        )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> MandrillClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self._http = new_client(settings.timeout, transport, connect_limit=None)
 
     # ----- API methods -----
 
@@ -254,7 +242,7 @@ class MandrillClient:
 
     def _rate_limit_wait(self, response: httpx.Response, data: Any, method: str, waited: float, waits: int) -> float:
         """Sleep out a 429 and return the seconds waited, or raise RateLimited past the budget."""
-        wait = _retry_after(response)
+        wait = retry_after_seconds(response, DEFAULT_RETRY_AFTER)  # Mandrill sends seconds, never an HTTP date
         if waits >= MAX_RATE_LIMIT_WAITS or waited + wait > RATE_LIMIT_BUDGET:
             message = data.get("message") if isinstance(data, dict) else None
             raise RateLimited(
@@ -340,15 +328,6 @@ def _error_name(data: Any) -> str | None:
     if isinstance(data, dict) and data.get("status") == "error":
         return str(data.get("name") or "GeneralError")
     return None
-
-
-def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("Retry-After", "").strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        # Absent, or an HTTP date, which Mandrill does not send.
-        return DEFAULT_RETRY_AFTER
 
 
 def _expect(data: Any, kind: type, method: str) -> Any:

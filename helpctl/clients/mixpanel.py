@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
-import html
 import json
 import logging
 import os
@@ -35,7 +34,8 @@ from typing import Any
 
 import httpx
 
-from helpctl import __version__, credentials
+from helpctl import credentials
+from helpctl.clients.http import EXCERPT_CHARS, ClientBase, html_excerpt, new_client, retry_after_seconds
 from helpctl.config.settings import MixpanelSettings
 from helpctl.errors import AuthError, ConfigError, NotFound, RateLimited, ServiceError, ServiceTimeout
 
@@ -50,7 +50,6 @@ MAX_ENGAGE_PAGES = 5
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
 TRANSIENT_RETRIES = 1  # each retry is another query of the hourly budget
 RETRY_PAUSE_SECONDS = 2.0
-EXCERPT_CHARS = 160
 STATE_VERSION = 1
 
 ENGAGE_PATH = "/api/query/engage"
@@ -101,7 +100,7 @@ def api_urls(settings: MixpanelSettings) -> tuple[str, str]:
     return query.rstrip("/"), export.rstrip("/")
 
 
-class MixpanelClient:
+class MixpanelClient(ClientBase):
     def __init__(
         self,
         settings: MixpanelSettings,
@@ -131,22 +130,12 @@ class MixpanelClient:
         # A service account signs in with its username and secret; a legacy project
         # secret is the username with an empty password.
         auth = (settings.service_account, secret) if settings.service_account else (secret, "")
-        self._http = httpx.Client(
+        self._http = new_client(
+            settings.timeout,
+            transport,
             auth=auth,
-            headers={"Accept": "application/json", "Accept-Encoding": "gzip", "User-Agent": f"helpctl/{__version__}"},
-            timeout=httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
-            transport=transport,
-            follow_redirects=False,
+            headers={"Accept": "application/json", "Accept-Encoding": "gzip"},
         )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> MixpanelClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # ----- profiles -----
 
@@ -289,7 +278,7 @@ class MixpanelClient:
         try:
             body = json.loads(response.read())
         except ValueError as error:
-            raise ServiceError(f"Mixpanel returned a body that is not JSON: {_excerpt(response.text)}", service=SERVICE) from error
+            raise ServiceError(f"Mixpanel returned a body that is not JSON: {html_excerpt(response.text)}", service=SERVICE) from error
         finally:
             response.close()
         if not isinstance(body, dict):
@@ -326,7 +315,7 @@ class MixpanelClient:
         kind, seconds = "hourly", HOUR_SECONDS
         if concurrent and int(concurrent.group(1)) >= int(concurrent.group(2)):
             kind, seconds = "concurrent", CONCURRENT_BLOCK_SECONDS
-        seconds = _retry_after(response) or seconds
+        seconds = retry_after_seconds(response, None) or seconds
 
         available_at = self.ledger.block(seconds)
         return BudgetExhausted(
@@ -495,26 +484,11 @@ def _event(line: str) -> dict[str, Any] | None:
     return event
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return None
-
-
 def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return _excerpt(response.text)
+        return html_excerpt(response.text)
     if isinstance(body, dict) and body.get("error"):
         return str(body["error"])[:EXCERPT_CHARS * 2]
-    return _excerpt(response.text)
-
-
-def _excerpt(text: str) -> str:
-    title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    if title:
-        text = title.group(1)
-    plain = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
-    return plain[:EXCERPT_CHARS] or "(empty body)"
+    return html_excerpt(response.text)

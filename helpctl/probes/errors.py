@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 from helpctl.cases.model import Case
 from helpctl.cases.store import CaseStore
 from helpctl.config.settings import BugsnagSettings, RoutingSettings
-from helpctl.errors import AuthError, NotFound, RateLimited, ServiceError, ServiceTimeout, UsageError
+from helpctl.errors import AuthError, NotFound, ServiceError
 from helpctl.findings import Finding, isoformat, utc_now
+from helpctl.probes.subjects import case_addresses, failed_finding, failure_outcome, no_address_finding, reported_time
 
 if TYPE_CHECKING:
     from helpctl.clients.bugsnag import BugsnagClient
@@ -60,7 +61,7 @@ def run(
     """Return one finding per address of the case; external failures become outcomes."""
     addresses = case_addresses(case)
     if not addresses:
-        return [_skipped(case)]
+        return [no_address_finding(SOURCE, CHECK, case, "BugSnag")]
 
     reported = reported_time(case)
     probe = _Probe(case, client, store, routing, reported - WINDOW_BEFORE, min(reported + WINDOW_AFTER, now or utc_now()))
@@ -81,39 +82,10 @@ def run(
         except (AuthError, NotFound) as error:
             finding = _failed(address, request, window, "failed", error.message)
             blocking = finding
-        except RateLimited as error:
-            finding = _failed(address, request, window, "rate_limited", error.message)
-        except ServiceTimeout as error:
-            finding = _failed(address, request, window, "timed_out", error.message)
         except ServiceError as error:
-            finding = _failed(address, request, window, "failed", error.message)
+            finding = _failed(address, request, window, failure_outcome(error), error.message)
         findings.append(finding)
     return findings
-
-
-def case_addresses(case: Case) -> list[str]:
-    """Return the requester's and the case users' e-mail addresses, lowercase, once each."""
-    addresses: list[str] = []
-    for address in [case.requester.email, *case.subjects.users]:
-        address = (address or "").strip().lower()
-        if address and address not in addresses:
-            addresses.append(address)
-    return addresses
-
-
-def reported_time(case: Case) -> dt.datetime:
-    """Return when the request was reported (UTC), or when the case was opened."""
-    raw = case.reported_at or case.created_at
-    try:
-        moment = dt.datetime.fromisoformat(raw)
-    except (TypeError, ValueError) as error:
-        raise UsageError(
-            f"case {case.id} has an invalid reported time {raw!r}",
-            hint="set reported_at as ISO 8601 UTC, such as 2026-03-02T13:00:00Z",
-        ) from error
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
 
 
 def component_for(context: str, routing: RoutingSettings) -> str | None:
@@ -286,24 +258,5 @@ def _request(settings: BugsnagSettings, address: str, window: dict[str, str]) ->
 
 
 def _failed(address: str, request: dict[str, Any], window: dict[str, str], outcome: str, reason: str) -> Finding:
-    return Finding(
-        source=SOURCE,
-        check=CHECK,
-        subject=address,
-        outcome=outcome,
-        summary=f"could not read BugSnag errors of {address}",
-        request=request,
-        reason=reason,
-        window=window,
-    )
-
-
-def _skipped(case: Case) -> Finding:
-    return Finding(
-        source=SOURCE,
-        check=CHECK,
-        subject=case.id,
-        outcome="skipped",
-        summary="the case names no requester or user e-mail to look up in BugSnag",
-        reason="no e-mail address",
-    )
+    summary = f"could not read BugSnag errors of {address}"
+    return failed_finding(SOURCE, CHECK, address, summary, request=request, window=window, outcome=outcome, reason=reason)

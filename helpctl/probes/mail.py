@@ -30,8 +30,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from helpctl.cases.model import Case
-from helpctl.errors import AuthError, HelpctlError, NotFound, RateLimited, ServiceTimeout, UsageError
+from helpctl.errors import AuthError, HelpctlError, NotFound, RateLimited, UsageError
 from helpctl.findings import Finding, isoformat, utc_now
+from helpctl.probes.subjects import case_addresses, failed_finding, failure_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -131,16 +132,6 @@ def run(
             if isinstance(error, (AuthError, RateLimited)):
                 stop = error
     return findings
-
-
-def case_addresses(case: Case) -> list[str]:
-    """Return the requester's and the users' addresses, lowercased, without repeats."""
-    addresses: list[str] = []
-    for value in [case.requester.email, *case.subjects.users]:
-        address = (value or "").strip().lower()
-        if address and address not in addresses:
-            addresses.append(address)
-    return addresses
 
 
 def search_window(case: Case, window_days: int, retention_days: int, now: dt.datetime) -> Window:
@@ -453,23 +444,16 @@ def _skipped(subject: str, window: Window, reason: str) -> Finding:
 
 
 def _error_finding(address: str, window: Window, error: HelpctlError, prefix: str = "") -> Finding:
-    if isinstance(error, ServiceTimeout):
-        outcome = "timed_out"
-    elif isinstance(error, RateLimited):
-        outcome = "rate_limited"
-    else:
-        outcome = "failed"
-
     reason = prefix + error.message
     if error.hint:
         reason += f" ({error.hint})"
-    return Finding(
-        source=SOURCE,
-        check=CHECK,
-        subject=address,
-        outcome=outcome,
-        summary=f"could not check mail to {address}: {error.message}",
+    return failed_finding(
+        SOURCE,
+        CHECK,
+        address,
+        f"could not check mail to {address}: {error.message}",
         request={"method": "messages/search", "query": search_query(address), "date_from": window.searched_from.date().isoformat(), "date_to": window.to.date().isoformat()},
-        reason=reason,
         window=window.as_dict(),
+        outcome=failure_outcome(error),
+        reason=reason,
     )

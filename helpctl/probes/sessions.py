@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from helpctl.cases.model import Case
 from helpctl.cases.store import CaseStore
 from helpctl.config.settings import LogrocketSettings
-from helpctl.errors import AuthError, NotFound, RateLimited, ServiceError, ServiceTimeout
+from helpctl.errors import AuthError, NotFound, ServiceError
 from helpctl.findings import Finding, isoformat, utc_now
-from helpctl.probes.errors import case_addresses, reported_time
+from helpctl.probes.subjects import case_addresses, failed_finding, failure_outcome, no_address_finding, reported_time
 
 if TYPE_CHECKING:
     from helpctl.clients.logrocket import Highlights, LogrocketClient
@@ -57,7 +57,7 @@ def run(
 
     addresses = case_addresses(case)
     if not addresses:
-        return [_skipped(case)]
+        return [no_address_finding(SOURCE, CHECK, case, "LogRocket")]
 
     reported = reported_time(case)
     probe = _Probe(case, store, settings, reported - RANGE_BEFORE, min(reported + RANGE_AFTER, now or utc_now()), wait)
@@ -82,12 +82,8 @@ def run(
         except (AuthError, NotFound) as error:
             finding = _failed(target, "failed", error.message)
             blocking = error.message
-        except RateLimited as error:
-            finding = _failed(target, "rate_limited", error.message)
-        except ServiceTimeout as error:
-            finding = _failed(target, "timed_out", error.message)
         except ServiceError as error:
-            finding = _failed(target, "failed", error.message)
+            finding = _failed(target, failure_outcome(error), error.message)
         findings.append(finding)
     return findings
 
@@ -230,25 +226,14 @@ def _link_finding(target: _Target) -> Finding:
 
 
 def _failed(target: _Target, outcome: str, reason: str) -> Finding:
-    return Finding(
-        source=SOURCE,
-        check=CHECK,
-        subject=target.address,
-        outcome=outcome,
-        summary=f"could not read LogRocket highlights of {target.address}; sessions: {target.link}",
+    return failed_finding(
+        SOURCE,
+        CHECK,
+        target.address,
+        f"could not read LogRocket highlights of {target.address}; sessions: {target.link}",
         request=target.request,
-        signals={"sessions.link": target.link},
-        reason=reason,
         window=target.window,
-    )
-
-
-def _skipped(case: Case) -> Finding:
-    return Finding(
-        source=SOURCE,
-        check=CHECK,
-        subject=case.id,
-        outcome="skipped",
-        summary="the case names no requester or user e-mail to look up in LogRocket",
-        reason="no e-mail address",
+        outcome=outcome,
+        reason=reason,
+        signals={"sessions.link": target.link},
     )

@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 from helpctl.cases.model import Case
 from helpctl.cases.store import CaseStore
 from helpctl.config.settings import MixpanelSettings
-from helpctl.errors import AuthError, NotFound, RateLimited, ServiceError, ServiceTimeout, UsageError
+from helpctl.errors import AuthError, NotFound, RateLimited, ServiceError, UsageError
 from helpctl.findings import Finding, isoformat, utc_now
-from helpctl.probes.errors import case_addresses, reported_time
+from helpctl.probes.subjects import case_addresses, failed_finding, failure_outcome, no_address_finding, reported_time
 
 if TYPE_CHECKING:
     from helpctl.clients.mixpanel import MixpanelClient, UsageProfile
@@ -64,7 +64,7 @@ def run(
     named = resolve_feature(case, settings, feature)
     addresses = case_addresses(case)
     if not addresses:
-        return [_skipped(case)]
+        return [no_address_finding(SOURCE, CHECK, case, "Mixpanel")]
 
     reported = reported_time(case)
     half = dt.timedelta(hours=settings.window_hours / 2)
@@ -86,10 +86,8 @@ def run(
             finding = stop = _deferred(address, error, request, window, now or utc_now())
         except (AuthError, NotFound) as error:
             finding = stop = _failed(address, request, window, "failed", error.message)
-        except ServiceTimeout as error:
-            finding = _failed(address, request, window, "timed_out", error.message)
         except ServiceError as error:
-            finding = _failed(address, request, window, "failed", error.message)
+            finding = _failed(address, request, window, failure_outcome(error), error.message)
         findings.append(finding)
     return findings
 
@@ -249,16 +247,8 @@ def _deferred(
 
 
 def _failed(address: str, request: dict[str, Any], window: dict[str, str], outcome: str, reason: str) -> Finding:
-    return Finding(
-        source=SOURCE,
-        check=CHECK,
-        subject=address,
-        outcome=outcome,
-        summary=f"could not read Mixpanel activity of {address}",
-        request=request,
-        reason=reason,
-        window=window,
-    )
+    summary = f"could not read Mixpanel activity of {address}"
+    return failed_finding(SOURCE, CHECK, address, summary, request=request, window=window, outcome=outcome, reason=reason)
 
 
 def _copy_failure(stop: Finding, address: str, request: dict[str, Any]) -> Finding:
@@ -273,15 +263,4 @@ def _copy_failure(stop: Finding, address: str, request: dict[str, Any]) -> Findi
         signals=dict(stop.signals),
         reason=stop.reason,
         window=stop.window,
-    )
-
-
-def _skipped(case: Case) -> Finding:
-    return Finding(
-        source=SOURCE,
-        check=CHECK,
-        subject=case.id,
-        outcome="skipped",
-        summary="the case names no requester or user e-mail to look up in Mixpanel",
-        reason="no e-mail address",
     )
