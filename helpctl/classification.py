@@ -32,6 +32,8 @@ def classify_case(
             "at": isoformat(utc_now()),
             "actor": actor,
             "profile": profile.name,
+            # Checks that could not look: the label may lack the evidence they would give.
+            "incomplete_findings": [finding.key for finding in findings if not finding.complete],
         }
         if override_label:
             record["label"] = override_label

@@ -24,8 +24,42 @@ _JSON_FLAG = "--json"
 _TRACEBACK_FLAG = "--traceback"
 
 
+# Global options that people also type after the command (`helpctl case list --json`);
+# they are moved in front of it, where Typer expects them. The value says whether the
+# option takes an argument.
+_GLOBAL_OPTIONS = {
+    "--json": False, "--no-input": False, "--traceback": False, "--verbose": False, "-v": False,
+    "-vv": False, "--quiet": False, "-q": False, "-qq": False, "--profile": True, "-p": True,
+}
+
+
+def hoist_global_options(arguments: list[str]) -> list[str]:
+    """Move global options found after the command word in front of it."""
+    leading: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    index = 0
+    while index < len(arguments):
+        argument = arguments[index]
+        if argument == "--":
+            rest += arguments[index:]
+            break
+        takes_value = _GLOBAL_OPTIONS.get(argument.split("=", 1)[0])
+        if seen_command and takes_value is not None:
+            leading.append(argument)
+            if takes_value and "=" not in argument and index + 1 < len(arguments):
+                leading.append(arguments[index + 1])
+                index += 1
+        else:
+            if not argument.startswith("-"):
+                seen_command = True
+            rest.append(argument)
+        index += 1
+    return leading + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
+    arguments = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     if arguments in (["--version"], ["-V"]):
         sys.stdout.write(f"helpctl {__version__}\n")
         return ExitCode.OK
@@ -56,13 +90,24 @@ def _run(arguments: list[str]) -> int:
     from helpctl.errors import UsageError
 
     command = build_command(arguments)
+    stdout = sys.stdout
     try:
         command.main(args=arguments, prog_name="helpctl", standalone_mode=False)
     except typer.Exit as done:
         return int(done.exit_code)
+    except SystemExit:
+        # Typer turns a write to a closed pipe into exit 1 and wraps the streams; a reader
+        # that stopped early (`| head`) is not a failure.
+        if sys.stdout is not stdout and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            sys.stdout, sys.stderr = stdout, sys.__stderr__
+            return _quiet_broken_pipe()
+        raise
     except typer.Abort as error:
         raise KeyboardInterrupt from error
     except typer.TyperException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":
+            sys.stdout.write(error.format_message() + "\n")
+            return ExitCode.OK
         if getattr(error, "exit_code", 1) != ExitCode.USAGE:
             raise HelpctlError(error.format_message()) from error
         context = getattr(error, "ctx", None)

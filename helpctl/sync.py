@@ -505,6 +505,7 @@ def sync_cases(
 
     for case_id in case_ids:
         try:
+            check_same_tracker(store.load(case_id), profile)
             result = sync_case(store, case_id, client, actor, profile=profile)
         except HelpctlError as error:
             logger.warning("case %s could not be synced: %s", case_id, error.message)
@@ -517,6 +518,26 @@ def sync_cases(
             if owed is not None:
                 report.owed.append(owed)
     return report
+
+
+def check_same_tracker(case: Any, profile: Profile) -> None:
+    """Refuse a case whose issue lives on another GitLab than the profile's.
+
+    Issue numbers repeat across GitLab servers (a sandbox started by the demo files its
+    own issue #3), so syncing by number against another server would read someone else's
+    issue.
+    """
+    from urllib.parse import urlsplit
+
+    url = (case.issue or {}).get("url") or ""
+    if not url:
+        return
+    filed, current = urlsplit(url), urlsplit(profile.gitlab.web_url or profile.gitlab.url)
+    if (filed.scheme, filed.netloc) != (current.scheme, current.netloc):
+        raise PreconditionFailed(
+            f"case {case.id}'s issue is on {filed.scheme}://{filed.netloc}, not on {current.scheme}://{current.netloc}",
+            hint="sync it with the profile (and sandbox) that filed it",
+        )
 
 
 def _owed_or_problem(store: CaseStore, case_id: str, profile: Profile, now: dt.datetime | None) -> OwedUpdate | None:

@@ -129,9 +129,22 @@ class ProbeRun:
         return min(outcomes, key=order.index)
 
     @property
+    def counts(self) -> str:
+        """Outcomes with their counts, worst first, such as "1 failed, 5 ok"."""
+        order = ["failed", "timed_out", "rate_limited", "truncated", "partial", "skipped", "empty", "ok"]
+        tally: dict[str, int] = {}
+        for finding in self.findings:
+            tally[finding.outcome] = tally.get(finding.outcome, 0) + 1
+        return ", ".join(f"{tally[name]} {name}" for name in order if name in tally)
+
+    @property
     def headline(self) -> str:
-        interesting = [finding for finding in self.findings if finding.outcome != "skipped"] or self.findings
-        return interesting[0].summary if interesting else ""
+        """The finding worth reading first: a problem when there is one, else evidence found."""
+        if not self.findings:
+            return ""
+        incomplete = [finding for finding in self.findings if not finding.complete]
+        found = [finding for finding in self.findings if finding.outcome == "ok" and finding.check not in ("token", "probe")]
+        return (incomplete or found or self.findings)[0].summary
 
 
 def select(only: list[str] | None, skip: list[str] | None) -> list[str]:

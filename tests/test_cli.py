@@ -270,3 +270,41 @@ def test_completion_script_available():
     )
     assert completed.returncode == 0
     assert "complete" in completed.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["case", "list", "--json"], ["--json", "case", "list"]),
+        (["case", "show", "x", "-p", "fluidattacks", "-v"], ["-p", "fluidattacks", "-v", "case", "show", "x"]),
+        (["--json", "case", "list"], ["--json", "case", "list"]),
+        (["case", "list", "--profile=sandbox"], ["--profile=sandbox", "case", "list"]),
+        (["case", "note", "x", "--", "--json"], ["case", "note", "x", "--", "--json"]),
+    ],
+)
+def test_global_options_after_command(arguments, expected):
+    from helpctl.cli import hoist_global_options
+
+    assert hoist_global_options(arguments) == expected
+
+
+def test_json_after_command(capsys):
+    new_case(capsys)
+    assert main(["case", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["subject"] == "Vulnerabilities tab is empty"
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "Usage: helpctl" in out
+
+
+def test_show_piped_to_head_exits_zero(capsys):
+    case_id = new_case(capsys)
+    command = f"{sys.executable} -m helpctl case show {case_id} | head -n 1; exit ${{PIPESTATUS[0]}}"
+    completed = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, env=subprocess_env(PYTHONUNBUFFERED="1"), timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "Traceback" not in completed.stderr

@@ -135,6 +135,11 @@ def test_later_runs_collect(client, store, settings, service):
     assert len(service.requests_to("/highlights", method="POST")) == 1
     assert "TypeError reading 'edges'" in third.summary
 
+    [fourth] = run_probe(case, client, store, settings, previous_findings=[third.to_dict()])
+    assert fourth.outcome == "ok"
+    assert fourth.signals["sessions.request_id"] == request_id
+    assert len(service.requests_to("/highlights", method="POST")) == 1
+
 
 def test_ready_rows_written(client, store, settings, service):
     service.knobs.pending_polls = 0
@@ -357,3 +362,21 @@ def test_unknown_status_service_error():
         with pytest.raises(ServiceError) as caught:
             client.get_highlights("req-1")
     assert "DONE" in caught.value.message
+
+
+def test_collected_highlights_are_kept(tmp_path):
+    from helpctl.findings import Finding
+    from helpctl.probes.sessions import ready_findings
+
+    collected = Finding(
+        source="sessions", check="highlights", subject="ana.gomez@kiwicorp.co", outcome="ok",
+        summary="3 sessions", signals={"sessions.status": "ready", "sessions.count": 3},
+    )
+    pending = Finding(
+        source="sessions", check="highlights", subject="carlos.ruiz@kiwicorp.co", outcome="partial",
+        summary="pending", signals={"sessions.status": "pending", "sessions.request_id": "r1"},
+    )
+
+    ready = ready_findings([collected.to_dict(), pending])
+    assert list(ready) == ["ana.gomez@kiwicorp.co"]
+    assert ready["ana.gomez@kiwicorp.co"].signals["sessions.count"] == 3

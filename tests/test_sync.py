@@ -472,3 +472,21 @@ def test_cli_text_shows_draft(store, profile, developer):
     assert f"{case.id} #{iid} issue-comment by @pmorales: Looking into it." in result.stdout
     assert f"{case.id} is owed an update (update)" in result.stdout
     assert f"To: Ana Gómez <{REQUESTER}>" in result.stdout
+
+
+def test_issue_on_another_gitlab_not_synced():
+    from helpctl.cases.model import Case, Person
+    from helpctl.config.profiles import load_profile
+    from helpctl.errors import PreconditionFailed
+    from helpctl.sync import check_same_tracker
+
+    profile = load_profile("sandbox")
+    case = Case(id="261204-aaaaaa", profile="sandbox", subject="s", requester=Person(email="a@kiwicorp.co"))
+    case.issue = {"iid": 3, "url": "http://127.0.0.1:40947/fluidattacks/universe/-/issues/3"}
+
+    with pytest.raises(PreconditionFailed) as caught:
+        check_same_tracker(case, profile)
+    assert "127.0.0.1:40947" in caught.value.message
+
+    case.issue["url"] = "http://127.0.0.1:8702/fluidattacks/universe/-/issues/3"
+    check_same_tracker(case, profile)

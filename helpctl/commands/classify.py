@@ -48,6 +48,12 @@ def _show(application: App, case_id: str, result: dict) -> None:
 
     label = result["label"]
     override = result.get("override")
+    incomplete = result.get("incomplete_findings") or []
+    if incomplete:
+        output.warn(
+            f"{len(incomplete)} findings did not complete ({', '.join(incomplete[:3])}"
+            f"{', ...' if len(incomplete) > 3 else ''}): the label may lack their evidence; rerun 'helpctl triage {case_id}'"
+        )
     if label is None:
         output.line(f"{case_id}: no rule fired")
         output.info("gather more evidence (helpctl probe platform), or set the label with --as LABEL --reason TEXT")

@@ -99,8 +99,8 @@ def finish(application: App, case_id: str, runs: dict[str, Any]) -> None:
             }
         )
     else:
-        rows = [(name, run.outcome, f"{run.seconds:.1f}", run.headline) for name, run in runs.items()]
-        output.table(["source", "outcome", "seconds", "headline"], rows, title=f"Evidence for {case_id}")
+        rows = [(name, run.counts, f"{run.seconds:.1f}", run.headline) for name, run in runs.items()]
+        output.table(["source", "findings", "seconds", "headline"], rows, title=f"Evidence for {case_id}")
 
     incomplete = [name for name, run in runs.items() if any(not finding.complete for finding in run.findings)]
     if incomplete:

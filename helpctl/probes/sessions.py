@@ -62,6 +62,7 @@ def run(
     reported = reported_time(case)
     probe = _Probe(case, store, settings, reported - RANGE_BEFORE, min(reported + RANGE_AFTER, now or utc_now()), wait)
     pending = pending_requests(previous_findings)
+    ready = ready_findings(previous_findings)
 
     findings: list[Finding] = []
     blocking: str | None = None
@@ -72,6 +73,11 @@ def run(
             continue
 
         target.request.update(time_range=probe.window, app_id=settings.app_id)
+        if address in ready:
+            # The highlights cover the sessions around the report, which do not change:
+            # a collected answer is kept rather than paying for a new request.
+            findings.append(ready[address])
+            continue
         if blocking is not None:
             # The key or app is wrong: the same call would fail again for everyone.
             findings.append(_failed(target, "failed", f"not tried after an earlier call failed: {blocking}"))
@@ -99,6 +105,16 @@ def pending_requests(previous_findings: Iterable[Finding | dict[str, Any]]) -> d
         if isinstance(request_id, str) and request_id:
             pending[finding.subject.lower()] = request_id
     return pending
+
+
+def ready_findings(previous_findings: Iterable[Finding | dict[str, Any]]) -> dict[str, Finding]:
+    """Return address -> earlier sessions finding whose highlights were collected."""
+    ready = {}
+    for item in previous_findings:
+        finding = Finding.from_dict(item) if isinstance(item, dict) else item
+        if finding.source == SOURCE and finding.outcome == "ok" and finding.signals.get("sessions.status") == "ready":
+            ready[finding.subject.lower()] = finding
+    return ready
 
 
 @dataclasses.dataclass
