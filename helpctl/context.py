@@ -46,6 +46,17 @@ class App:
             self._profile = load_profile(self.profile_option)
         return self._profile
 
+    def check_profile_exists(self) -> None:
+        """Fail early on a mistyped --profile, even in commands that never load it."""
+        from helpctl.config.profiles import profile_paths
+
+        name = self.profile_name
+        available = profile_paths()
+        if name not in available:
+            from helpctl.errors import ConfigError
+
+            raise ConfigError(f"profile {name!r} not found (available: {', '.join(sorted(available))})", hint="see 'helpctl profile list'")
+
     def announce_profile(self) -> None:
         """Say which profile a command that talks to services runs under (once, on stderr)."""
         if not self._announced:

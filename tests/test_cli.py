@@ -308,3 +308,8 @@ def test_show_piped_to_head_exits_zero(capsys):
     )
     assert completed.returncode == 0, completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_case_list_rejects_unknown_profile(capsys):
+    assert main(["-p", "mien", "case", "list"]) == 2
+    assert "profile 'mien' not found" in capsys.readouterr().err

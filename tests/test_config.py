@@ -219,3 +219,22 @@ def test_rule_label_must_be_known():
         load_profile("badlabel")
 
     assert "invalid value 'urgent'" in caught.value.message
+
+
+def test_missing_base_profile_names_extends_line():
+    path = write_profile("mine", "description: x\nextends: sandbx\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_profile("mine")
+
+    assert caught.value.message.startswith(f"{path}:2: extends: profile 'sandbx' not found")
+
+
+def test_engineer_email_checked():
+    path = write_profile("noemail", "engineer:\n  email: new.user@fluidattacks\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_profile("noemail")
+
+    assert caught.value.message.startswith(f"{path}:1: engineer: email 'new.user@fluidattacks'")
+    assert "is not an e-mail address" in caught.value.message

@@ -184,7 +184,7 @@ def test_issue_link_only_when_filed(store, profile):
 
     case.issue = {"url": ISSUE_URL, "iid": 41}
     filed = notify.draft(case, "filed", profile, now=NOW)
-    assert f"You can follow the issue here: {ISSUE_URL}" in filed.text
+    assert f"Its reference is {ISSUE_URL}" in filed.text
     assert filed.issue_url == ISSUE_URL
     update = notify.draft(case, "update", profile, note="We are still checking.", now=NOW)
     assert f"Issue: {ISSUE_URL}" in update.text

@@ -195,6 +195,8 @@ def list_cases(
     from helpctl.cases.index import CaseIndex, ListFilter
 
     application: App = context.obj
+    if application.profile_option:
+        application.check_profile_exists()
     if status is not None and status not in STATUSES:
         raise UsageError(f"--status: {status!r} is not a status", hint=f"use one of: {', '.join(STATUSES)}")
 

@@ -22,7 +22,7 @@ OUTCOME_MARKS = {
 def render_case(output: Output, case: Case, folder: Path, clocks: list[dict] | None = None) -> None:
     _header(output, case, folder)
     for clock in clocks or []:
-        output.line(f"{clock['name']:>12}: {clock['summary']}")
+        output.line(f"{clock['name']}: {clock['summary']}")
     _request(output, case)
     _findings(output, case)
     _classification(output, case)
@@ -91,4 +91,9 @@ def _timeline(output: Output, case: Case) -> None:
     output.line()
     output.line("Timeline:")
     for event in case.timeline:
-        output.line(f"  {event.at}  {event.actor}  {event.event}")
+        what = event.event
+        if event.event == "probed" and event.detail.get("source"):
+            what = f"probed {event.detail['source']}"
+        elif event.event in ("classified", "filed") and (event.detail.get("label") or event.detail.get("url")):
+            what = f"{event.event} {event.detail.get('label') or event.detail.get('url')}"
+        output.line(f"  {event.at}  {event.actor}  {what}")

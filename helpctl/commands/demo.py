@@ -174,6 +174,13 @@ def _follow_up(application: App, steps: _Steps, case_id: str, iid: int, gitlab) 
         if owed.draft is not None:
             output.info("  " + "\n  ".join(owed.draft.text.splitlines()[:6]))
 
+    steps.start("Close the case", f"helpctl case close {case_id} --resolution 'fixed in issue #{iid}'")
+    with store.edit(case_id) as case:
+        previous = case.status
+        case.status = "closed"
+        case.resolution = f"fixed in issue #{iid}"
+        case.record(application.actor, "closed", resolution=case.resolution, previous_status=previous)
+
 
 def _close_answered(application: App, case_id: str) -> None:
     """An answered case needs no issue: the evidence is the answer, and the case closes."""

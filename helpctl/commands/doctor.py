@@ -19,6 +19,8 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    # Ready, but worth knowing (a missing keyring, an optional source not configured).
+    warn: bool = False
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +57,7 @@ def _check_keyring() -> Check:
     try:
         credentials.keyring_backend()
     except credentials.KeyringUnavailable as error:
-        return Check("local", "keyring", True, f"{error.message}; tokens must come from HELPCTL_<SERVICE>_TOKEN", "optional")
+        return Check("local", "keyring", True, f"{error.message}; tokens must come from HELPCTL_<SERVICE>_TOKEN", "optional", warn=True)
     return Check("local", "keyring", True, "an OS keyring backend is available")
 
 
@@ -82,7 +84,8 @@ def _check_platform(profile) -> list[Check]:
         me.update(client.me())
         return f"{profile.platform.url} accepted the token of {me.get('userEmail')} (role {me.get('role')})"
 
-    checks.append(_run("platform", "reachable and authenticated", whoami, "check the URL and renew the token"))
+    unreachable_fix = "start it with 'helpctl sandbox serve'" if profile.is_sandbox else "check platform.url and renew the token"
+    checks.append(_run("platform", "reachable and authenticated", whoami, unreachable_fix))
     if not checks[-1].ok:
         return checks
 
@@ -92,7 +95,8 @@ def _check_platform(profile) -> list[Check]:
 
     checks.append(_run("platform", "role names", roles, "role names will be read as the platform documents them"))
     organizations = me.get("organizations") or []
-    detail = f"member of {len(organizations)} organizations" if organizations else "the token's user belongs to no organization"
+    count = len(organizations)
+    detail = f"member of {count} organization{'s' if count != 1 else ''}" if organizations else "the token's user belongs to no organization"
     checks.append(Check("platform", "permissions", bool(organizations), detail, "ask for a support role on the clients' organizations"))
     return checks
 
@@ -132,7 +136,7 @@ def _check_evidence_sources(profile) -> list[Check]:
     for service, needed in (("mandrill", None), ("bugsnag", "project_id"), ("mixpanel", "project_id"), ("logrocket", "app_id")):
         settings = getattr(profile, service)
         if needed and not getattr(settings, needed):
-            checks.append(Check(service, "configured", True, f"not configured ({service}.{needed} is empty); its probe is skipped", "optional"))
+            checks.append(Check(service, "configured", True, f"not configured ({service}.{needed} is empty); its probe is skipped", "optional", warn=True))
             continue
         found = credentials.find(profile.name, service, settings.fixed_token)
         if found is None:
@@ -158,7 +162,7 @@ def _check_logs(profile) -> Check:
 
     settings = profile.logs
     if not settings.log_groups:
-        return Check("logs", "configured", True, "no log groups (logs.log_groups); the logs probe is skipped", "optional")
+        return Check("logs", "configured", True, "no log groups (logs.log_groups); the logs probe is skipped", "optional", warn=True)
     if settings.sandbox_credentials:
         return Check("logs", "credentials", True, f"the sandbox's fixed keys for {settings.endpoint_url}")
     sources = []
@@ -205,5 +209,8 @@ def _show(application: App, results: list[Check]) -> None:
     if output.json_mode:
         output.json([dataclasses.asdict(result) for result in results])
         return
-    rows = [(result.service, result.name, "ok" if result.ok else "FAIL", result.detail if result.ok else f"{result.detail}; fix: {result.fix}") for result in results]
+    rows = [
+        (result.service, result.name, ("warn" if result.warn else "ok") if result.ok else "FAIL", result.detail if result.ok else f"{result.detail}; fix: {result.fix}")
+        for result in results
+    ]
     output.table(["service", "check", "status", "detail"], rows)

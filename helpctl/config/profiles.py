@@ -72,7 +72,10 @@ def _merged_data(name: str, seen: tuple[str, ...]) -> tuple[dict[str, Any], Loca
     if not base_name:
         return dict(source.data), source
 
-    base, _ = _merged_data(str(base_name), seen + (name,))
+    try:
+        base, _ = _merged_data(str(base_name), seen + (name,))
+    except ConfigError as error:
+        raise ConfigError(f"{source.where(('extends',))}: extends: {error.message}", hint=error.hint) from error
     return _deep_merge(base, source.data), source
 
 
@@ -126,7 +129,7 @@ def _section_types() -> dict[str, type]:
     return {
         name: hint
         for name, hint in hints.items()
-        if dataclasses.is_dataclass(hint) and name in ("platform", "gitlab", "engineer", "logs", "mandrill", "bugsnag", "mixpanel", "logrocket", "notify")
+        if dataclasses.is_dataclass(hint) and name in ("platform", "gitlab", "engineer", "logs", "mandrill", "bugsnag", "mixpanel", "logrocket", "notify", "access")
     }
 
 

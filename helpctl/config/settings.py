@@ -47,6 +47,13 @@ class EngineerSettings:
     name: str = ""
     email: str = ""
 
+    def validate(self) -> str | None:
+        import re
+
+        if self.email and not re.fullmatch(r"[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", self.email):
+            return f"email {self.email!r} is not an e-mail address"
+        return None
+
 
 @dataclasses.dataclass
 class PlatformSettings:
@@ -254,6 +261,39 @@ class ClassifySettings:
 
 
 @dataclasses.dataclass
+class AccessSettings:
+    """Access changes: the approval policy and how apply paces the platform.
+
+    `second_approver_roles` are role enum values (GROUP_MANAGER, USER_MANAGER, ...) whose
+    grant or change needs a second approver. A plan with more operations than
+    `second_approver_above` needs one too (0 turns that rule off). Apply starts with
+    `initial_concurrency` mutations in flight and adapts to the platform's 429s and errors,
+    never above `max_concurrency`.
+    """
+
+    second_approver_roles: list[str] = dataclasses.field(
+        default_factory=lambda: ["USER_MANAGER", "GROUP_MANAGER", "ORGANIZATION_MANAGER", "CUSTOMER_MANAGER", "ADMIN"]
+    )
+    second_approver_above: int = 25
+    max_concurrency: int = 8
+    initial_concurrency: int = 4
+    rate_limit_retries: int = 30  # attempts of one operation that got HTTP 429 before it fails
+    unknown_retries: int = 2  # new attempts after an unanswered one proved not applied
+    settle_delay: float = 1.0  # seconds to wait before reading the state after an unanswered attempt
+    max_retry_wait: float = 120.0  # longest Retry-After honoured, in seconds
+    progress_interval: float = 5.0  # seconds between progress lines when not on a terminal
+
+    def validate(self) -> str | None:
+        if self.max_concurrency < 1 or not 1 <= self.initial_concurrency <= self.max_concurrency:
+            return "max_concurrency must be at least 1 and initial_concurrency between 1 and max_concurrency"
+        if self.second_approver_above < 0 or self.rate_limit_retries < 0 or self.unknown_retries < 0:
+            return "second_approver_above, rate_limit_retries and unknown_retries must not be negative"
+        if self.settle_delay < 0 or self.max_retry_wait < 0 or self.progress_interval <= 0:
+            return "settle_delay and max_retry_wait must not be negative, and progress_interval must be positive"
+        return None
+
+
+@dataclasses.dataclass
 class Profile:
     version: int = 1
     description: str = ""
@@ -272,6 +312,7 @@ class Profile:
     labels: dict[str, Any] = dataclasses.field(default_factory=dict)
     routing: RoutingSettings = dataclasses.field(default_factory=RoutingSettings)
     classify: ClassifySettings = dataclasses.field(default_factory=ClassifySettings)
+    access: AccessSettings = dataclasses.field(default_factory=AccessSettings)
 
     # Filled by the loader, not read from YAML.
     name: str = dataclasses.field(default="", init=False)

@@ -300,7 +300,9 @@ def _judge(fetch: Fetch, tally: Tally, name: str, subject: str, window: Window) 
         return "truncated", None, f"{fetch.rows_retrieved}{total} matching log lines for {subject} ({name}, truncated), {tally.errors} errors"
     if fetch.rows_retrieved == 0:
         return "empty", None, f"no log lines for {subject} ({name}) from {span}"
-    return "ok", None, f"{fetch.rows_retrieved} log lines for {subject} ({name}), {tally.errors} errors, {len(tally.users)} users"
+    lines, errors, users = fetch.rows_retrieved, tally.errors, len(tally.users)
+    summary = f"{_plural(lines, 'log line')} for {subject} ({name}), {_plural(errors, 'error')}, {_plural(users, 'user')}"
+    return "ok", None, summary
 
 
 def _error_rate_ratio(
@@ -497,3 +499,7 @@ def _fields(row: dict[str, str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         return row
     return {**data, **row}
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
