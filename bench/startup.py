@@ -79,7 +79,7 @@ def main() -> None:
 
         started = time.perf_counter()
         generate_cases(home, options.cases)
-        subprocess.run([helpctl, "case", "list"], stdout=subprocess.DEVNULL, env=env, check=True)
+        subprocess.run([helpctl, "case", "list"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True)
         print(f"generated and indexed {options.cases} cases in {time.perf_counter() - started:.1f} s")
 
         baselines = {}
