@@ -2,8 +2,12 @@
 
 `build_request` renders the issue from the case, its findings and the route, with every
 text redacted (`helpctl.redact`) and the description cut per section to fit
-`gitlab.description_limit`. `file_issue` checks the project, labels and assignee before
-writing anything, and is idempotent: the description ends with the hidden marker line
+`gitlab.description_limit`. The findings that the fired classification rules rest on come
+first with their exact requests, and the other findings share one table without them. The
+findings' raw-row file names (`raw_ref`) are left out, because they contain addresses.
+
+`file_issue` checks the project, labels and assignee before writing anything, and is
+idempotent: the description ends with the hidden marker line
 `<!-- helpctl-case: <case id> -->`, and an issue that carries it is returned instead of
 filing a second one, both before the create request and after one that failed in a way
 that leaves its effect unknown (dropped connection, timeout, 5xx).
@@ -174,6 +178,14 @@ def _title(case: Case, profile: Profile, route: Route, redactor: Redactor) -> st
 
 # ----- rendering -----
 
+# Probes name the ends of a finding's time window differently: the logs, errors, usage and
+# sessions probes write `start`/`end`, the mail probe `from`/`to`, and the findings
+# format describes `since`/`until`. The platform probe's checks have no window.
+WINDOW_ENDS = (("start", "end"), ("since", "until"), ("from", "to"))
+# A signature is cut from the requester's text only when at most this many lines follow
+# its separator, so that a `--` line in the middle of a long report is kept.
+MAX_SIGNATURE_LINES = 8
+
 
 @dataclasses.dataclass
 class _Block:
@@ -184,6 +196,9 @@ class _Block:
     cuttable: bool = False
     fence: str = ""  # the fence's info string ("text", "graphql", "json") when fenced
     where_full: str = ""
+    # Markdown reads a line right after table rows as one more row, so a cut table needs a
+    # blank line before its truncation note.
+    note_apart: bool = False
 
     def render(self, kept: int | None = None, partial: str = "") -> list[str]:
         lines = self.lines if kept is None else self.lines[:kept]
@@ -193,7 +208,8 @@ class _Block:
             fence = "`" * max(3, _longest_backtick_run(self.lines) + 1)
             lines = [fence + self.fence, *lines, fence]
         if kept is not None:
-            lines = [*lines, self.truncation_note(kept)]
+            gap = [""] if self.note_apart else []
+            lines = [*lines, *gap, self.truncation_note(kept)]
         return lines
 
     def truncation_note(self, kept: int) -> str:
@@ -202,9 +218,12 @@ class _Block:
 
 
 def _render_blocks(case: Case, label: str, route: Route, findings: list[Finding], redactor: Redactor) -> list[_Block]:
+    rules_by_key = _rules_by_finding(case)
+    behind = _findings_behind_rules(findings, rules_by_key)
+
     blocks = _report_blocks(case)
-    blocks += _reproduce_blocks(case, findings)
-    blocks += _evidence_blocks(case, findings)
+    blocks += _reproduce_blocks(case, behind, rules_by_key)
+    blocks += _evidence_blocks(case, findings, behind, rules_by_key)
     blocks += _expected_blocks(case, label)
     blocks += _routing_blocks(route)
 
@@ -212,6 +231,22 @@ def _render_blocks(case: Case, label: str, route: Route, findings: list[Finding]
         text = redactor.redact("\n".join(block.lines))
         block.lines = [_defuse_marker(line) for line in text.split("\n")]
     return blocks
+
+
+def _rules_by_finding(case: Case) -> dict[str, list[str]]:
+    """Map each finding key that a fired rule rests on to those rules, named with their labels, in the rules' order."""
+    rules_by_key: dict[str, list[str]] = {}
+    for rule in (case.classification or {}).get("rules") or []:
+        for key in rule.get("findings") or []:
+            rules_by_key.setdefault(key, []).append(f"`{rule.get('name')}` ({rule.get('label')})")
+    return rules_by_key
+
+
+def _findings_behind_rules(findings: list[Finding], rules_by_key: dict[str, list[str]]) -> list[Finding]:
+    """Select the findings that fired rules rest on, in the order the rules name them."""
+    order = {key: position for position, key in enumerate(rules_by_key)}
+    behind = [finding for finding in findings if finding.key in order]
+    return sorted(behind, key=lambda finding: order[finding.key])
 
 
 def _report_blocks(case: Case) -> list[_Block]:
@@ -222,81 +257,183 @@ def _report_blocks(case: Case) -> list[_Block]:
         facts.append(f"- **Groups:** {', '.join(case.subjects.groups)}")
     if case.subjects.users:
         facts.append(f"- **Users concerned:** {', '.join(case.subjects.users)}")
+    return [_Block(["## What the requester reported", "", f"**Subject:** {case.subject}", "", *facts, ""])]
 
-    body = case.body.strip() or "(the request had no text besides its subject)"
+
+def _reproduce_blocks(case: Case, behind: list[Finding], rules_by_key: dict[str, list[str]]) -> list[_Block]:
+    """Render the requester's own account, then steps that end in the findings the rules rest on."""
+    body, signature_cut = _without_signature(case.body.strip())
+    body = body or "(the request had no text besides its subject)"
     quoted = [f"> {line}" if line.strip() else ">" for line in body.splitlines()]
-    return [
-        _Block(["## What the requester reported", "", f"**Subject:** {case.subject}", "", *facts, ""]),
-        _Block(quoted, name="requester's report", cuttable=True, where_full=f"The full text is kept in case {case.id}."),
-        _Block([""]),
-    ]
+    intro = "What the requester did and saw, in their words" + (" (signature left out):" if signature_cut else ":")
 
-
-def _reproduce_blocks(case: Case, findings: list[Finding]) -> list[_Block]:
     steps = []
     if case.subjects.groups:
         where = f" of organization {case.organization}" if case.organization else ""
         steps.append(f"Open group {', '.join(case.subjects.groups)}{where} with a user who has access to it.")
-    for finding in findings:
-        if finding.outcome in ("ok", "partial", "truncated"):
-            steps.append(
-                f"Run the {finding.source} check `{finding.check}` on `{finding.subject}` "
-                f"(request under Evidence): {finding.summary}"
-            )
-    if not steps:
-        steps.append("Follow the requester's report above; no probe gathered reproducible evidence.")
-
+    steps.append("Do what the requester describes above and compare the result with what they saw.")
     lines = [f"{number}. {step}" for number, step in enumerate(steps, start=1)]
+    if behind:
+        lines.append(
+            f"{len(steps) + 1}. Check the evidence that the classification rests on. "
+            "Each finding's exact request is under Evidence:"
+        )
+        lines += [
+            f"   - {finding.source} · {finding.check} · {finding.subject}, "
+            f"behind {', '.join(rules_by_key[finding.key])}: {finding.summary}"
+            for finding in behind
+        ]
+    else:
+        lines.append(f"{len(steps) + 1}. {_no_rule_evidence(case)}")
+
     return [
-        _Block(["## How to reproduce", ""]),
+        _Block(["## How to reproduce", "", intro, ""]),
+        _Block(quoted, name="requester's report", cuttable=True, where_full=f"The full text is kept in case {case.id}."),
+        _Block([""]),
         _Block(lines, name="steps to reproduce", cuttable=True),
         _Block([""]),
     ]
 
 
-def _evidence_blocks(case: Case, findings: list[Finding]) -> list[_Block]:
+def _without_signature(body: str) -> tuple[str, bool]:
+    """Drop an e-mail signature, the lines after a final `--` or `-- ` line, and return whether one was dropped."""
+    lines = body.splitlines()
+    first_candidate = max(0, len(lines) - MAX_SIGNATURE_LINES - 1)
+    for index in range(len(lines) - 1, first_candidate - 1, -1):
+        if lines[index].rstrip() == "--":
+            text = "\n".join(lines[:index]).rstrip()
+            return (text, True) if text else (body, False)
+    return body, False
+
+
+def _no_rule_evidence(case: Case) -> str:
+    text = "No classification rule rests on a probe finding, so only the requester's account shows the problem."
+    override = (case.classification or {}).get("override") or {}
+    if override.get("reason"):
+        text += f" The label was set by hand: {override['reason']}"
+    return text
+
+
+def _evidence_blocks(
+    case: Case, findings: list[Finding], behind: list[Finding], rules_by_key: dict[str, list[str]]
+) -> list[_Block]:
     blocks = [_Block(["## Evidence", ""])]
     if not findings:
         blocks.append(_Block(["No probe evidence was gathered for this case.", ""]))
-    for finding in findings:
-        blocks += _finding_blocks(case, finding)
+        return blocks
+
+    # Raw file names often contain the addresses they are about, so none is printed.
+    if any(finding.raw_ref for finding in findings):
+        blocks.append(_Block([f"The raw rows that the probes read are kept in the folder of case `{case.id}`, not in this issue.", ""]))
+    for finding in behind:
+        blocks += _finding_blocks(case, finding, rules_by_key[finding.key])
+
+    others = [finding for finding in findings if finding.key not in rules_by_key]
+    if others:
+        blocks += _other_findings_blocks(case, others, after_rule_findings=bool(behind))
     return blocks
 
 
-def _finding_blocks(case: Case, finding: Finding) -> list[_Block]:
-    window = finding.window or {}
-    window_text = f"{window.get('start', '?')} to {window.get('end', '?')}" if window else "none"
+def _finding_blocks(case: Case, finding: Finding, rules: list[str]) -> list[_Block]:
     facts = [
         f"### {finding.source} · {finding.check} · {finding.subject}",
         "",
+        f"- **Rules:** {', '.join(rules)}",
         f"- **Outcome:** {finding.outcome}" + (f" ({finding.reason})" if finding.reason else ""),
         f"- **Summary:** {finding.summary}",
         f"- **Fetched at:** {finding.fetched_at}",
-        f"- **Time window (UTC):** {window_text}",
     ]
+    window = _window_text(finding.window)
+    if window:
+        facts.append(f"- **Time window (UTC):** {window}")
     if finding.signals:
         facts.append("- **Signals:** " + ", ".join(f"`{name}` = {_scalar(value)}" for name, value in finding.signals.items()))
     if finding.component:
         facts.append(f"- **Component:** {finding.component}")
-    if finding.raw_ref:
-        facts.append(f"- **Raw rows:** kept with case {case.id} as `{finding.raw_ref}`")
 
-    where_full = f"The full request is stored in case {case.id} (finding {finding.key})."
-    request = dict(finding.request)
-    query = request.pop("query", None)
     blocks = [_Block(facts + [""])]
-    if isinstance(query, str) and query.strip():
+    if finding.request:
         language = "graphql" if finding.source == "platform" else "text"
-        blocks.append(_Block(query.strip("\n").split("\n"), f"{finding.key} query", True, language, where_full))
-    elif query is not None:
-        request["query"] = query
-    if request:
-        dumped = json.dumps(request, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-        blocks.append(_Block(dumped.split("\n"), f"{finding.key} request", True, "json", where_full))
-    if not finding.request:
+        where_full = f"The full request is stored in case {case.id} (finding {finding.key})."
+        blocks += _request_blocks(finding.request, finding.key, language, where_full)
+    else:
         blocks.append(_Block(["The request was not recorded."]))
     blocks.append(_Block([""]))
     return blocks
+
+
+def _request_blocks(request: dict[str, Any], name: str, language: str, where_full: str) -> list[_Block]:
+    """Render a request's query texts as fenced code and its other fields as JSON.
+
+    Query texts are the `query` field, fields named `*_query`, and the `query` of each
+    item of a `queries` list (the platform probe records one item per GraphQL operation).
+    """
+    rest = dict(request)
+    blocks = []
+    for field in [field for field in request if field == "query" or field.endswith("_query")]:
+        text = rest[field]
+        if not isinstance(text, str) or not text.strip():
+            continue
+        del rest[field]
+        if field != "query":
+            blocks.append(_Block([f"`{field}`:"]))
+        blocks.append(_Block(text.strip("\n").split("\n"), f"{name} {field}", True, language, where_full))
+
+    queries = rest.get("queries")
+    if isinstance(queries, list) and queries and all(isinstance(item, dict) for item in queries):
+        del rest["queries"]
+        for number, item in enumerate(queries, start=1):
+            blocks += _request_blocks(item, f"{name} {number}", language, where_full)
+
+    if rest:
+        dumped = json.dumps(rest, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        blocks.append(_Block(dumped.split("\n"), f"{name} request", True, "json", where_full))
+    return blocks
+
+
+def _window_text(window: dict[str, str] | None) -> str | None:
+    """Return a finding's window as `<start> to <end>` from whichever pair of keys its probe wrote, or None."""
+    if not window:
+        return None
+    for first, last in WINDOW_ENDS:
+        start, end = window.get(first), window.get(last)
+        if start and end:
+            text = f"{start} to {end}"
+        elif start or end:
+            text = f"from {start}" if start else f"until {end}"
+        else:
+            continue
+        requested = window.get("requested_from")
+        if requested:
+            text += f" (requested from {requested}, but the earlier part is past the service's retention)"
+        return text
+    return None
+
+
+def _other_findings_blocks(case: Case, others: list[Finding], *, after_rule_findings: bool) -> list[_Block]:
+    if after_rule_findings:
+        heading = "### Other findings"
+        intro = "No classification rule rests on these checks. Their requests are kept in the case."
+    else:
+        heading = "### Findings"
+        intro = "No classification rule rests on any check. The requests are kept in the case."
+    header = [heading, "", intro, "", "| Source | Check | Subject | Outcome | Summary |", "| --- | --- | --- | --- | --- |"]
+
+    rows = []
+    for finding in others:
+        outcome = finding.outcome + (f" ({finding.reason})" if finding.reason else "")
+        cells = [finding.source, finding.check, finding.subject, outcome, finding.summary]
+        rows.append("| " + " | ".join(_table_cell(cell) for cell in cells) + " |")
+    return [
+        _Block(header),
+        _Block(rows, "other findings", True, where_full=f"The other findings are stored in case {case.id}.", note_apart=True),
+        _Block([""]),
+    ]
+
+
+def _table_cell(text: str) -> str:
+    """Put text on one line and escape the pipes that would end a Markdown table cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def _expected_blocks(case: Case, label: str) -> list[_Block]:

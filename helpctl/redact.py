@@ -7,6 +7,10 @@ header values, bearer tokens, JWTs, values after key/token/secret/password, GitL
 AWS key shapes), phone numbers and IPv4 addresses other than loopback become
 `[redacted:<kind>]`. Group and organization names stay, because developers need them.
 
+Percent-encoded runs, such as the query value in `?u=ana.gomez%40kiwicorp.co` or the
+double-encoded `%2540`, are decoded and checked by the same rules, so an encoded address
+gets the same placeholder as the plain one. A run without personal data is left encoded.
+
 The patterns are heuristics: a phone number needs a `+`, brackets, two separators or a
 phone keyword before it, so bare long numbers (ids, epoch times) are kept, and a
 four-part version number is taken for an IPv4 address.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import collections
 import re
 from collections.abc import Callable
+from urllib.parse import quote, unquote
 
 from helpctl.cases.model import Case
 
@@ -45,6 +50,14 @@ _PHONE = re.compile(
     r"(?<![\w+.-])(?:\+\d{8,15}|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,5}){1,4})(?![\w.-]?\w)"
 )
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# A run of URL characters holding at least one percent-escape: a query value, a path
+# segment or a whole encoded URL. URL delimiters (/ ? # & = : ;) end a run, and `@` does
+# not, so an address with only some characters escaped is read whole. The lookbehind
+# starts a match only at the start of a run, which keeps the search linear.
+_PERCENT_ENCODED = re.compile(r"(?<![\w.~+@%-])[\w.~+@%-]*%[0-9A-Fa-f]{2}[\w.~+@%-]*")
+# Decoding stops after this many rounds: `%2540` (`@` encoded twice) needs two, and the
+# third covers one more level, such as a link inside a query value of another link.
+MAX_DECODE_ROUNDS = 3
 
 # A password may be short; a key, token or secret counts only from this many characters.
 MIN_KEY_CHARS = 8
@@ -63,9 +76,9 @@ class Redactor:
 
     def _learn(self, case: Case) -> None:
         if case.requester.email:
-            self._placeholders[case.requester.email.strip().lower()] = REQUESTER
+            self._placeholders[_email_key(case.requester.email)] = REQUESTER
         for user in case.subjects.users:
-            if _EMAIL.fullmatch(user.strip()):
+            if _EMAIL.fullmatch(percent_decode(user).strip()):
                 self._placeholder(user)
 
         name = case.requester.name.strip()
@@ -73,14 +86,18 @@ class Redactor:
             self._requester_name = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
 
     def _placeholder(self, email: str) -> str:
-        key = email.strip().lower()
+        key = _email_key(email)
         if key not in self._placeholders:
             self._placeholders[key] = f"user-{self._next_user}"
             self._next_user += 1
         return self._placeholders[key]
 
     def redact(self, text: str) -> str:
-        """Return `text` with every secret and personal datum replaced."""
+        """Return `text` with every secret and personal datum replaced, in plain or percent-encoded form."""
+        text = _PERCENT_ENCODED.sub(self._percent_encoded, text)
+        return self._redact_plain(text)
+
+    def _redact_plain(self, text: str) -> str:
         steps: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
             (_HAR_HEADER, self._har_header),
             (_AUTHORIZATION, self._counted("authorization", lambda found: _keep_key(found, "authorization"))),
@@ -126,6 +143,20 @@ class Redactor:
         self.counts["password" if is_password else "token"] += 1
         return f"{key}{separator}[redacted:{'password' if is_password else 'token'}]"
 
+    def _percent_encoded(self, found: re.Match[str]) -> str:
+        """Redact the decoded text of a percent-encoded run, or keep the run as it was when nothing in it is personal."""
+        encoded = found.group(0)
+        decoded = percent_decode(encoded)
+        if decoded == encoded:
+            return encoded
+
+        redacted = self._redact_plain(decoded)
+        if redacted == decoded:
+            return encoded
+        # Encode again so that the URL stays one word, but keep placeholders such as
+        # `[redacted:phone]` readable.
+        return quote(redacted, safe="[]:")
+
     def _email(self, found: re.Match[str]) -> str:
         self.counts["email"] += 1
         return self._placeholder(found.group(0))
@@ -146,6 +177,24 @@ class Redactor:
             return candidate
         self.counts["phone"] += 1
         return "[redacted:phone]"
+
+
+def percent_decode(text: str) -> str:
+    """Decode percent-escapes, up to MAX_DECODE_ROUNDS levels deep, and keep `+` as a plus sign.
+
+    `+` is kept because it is a legal character of an address's local part
+    (`pedro.rios+qa@kiwicorp.co`), and reading it as a space would split the address.
+    """
+    for _ in range(MAX_DECODE_ROUNDS):
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def _email_key(email: str) -> str:
+    return percent_decode(email).strip().lower()
 
 
 def _keep_key(found: re.Match[str], kind: str) -> str:

@@ -6,17 +6,21 @@ import copy
 import dataclasses
 import datetime as dt
 import http.client
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 import pytest
 
 from helpctl.cases.model import Case, Person, Subjects
+from helpctl.cases.store import CaseStore
 from helpctl.clients.gitlab import GitlabClient, has_marker
 from helpctl.config.profiles import load_profile
 from helpctl.errors import ConfigError, PreconditionFailed, ServiceError, UsageError
 from helpctl.filing import build_request, case_marker, file_issue
 from helpctl.findings import Finding
+from helpctl.probes import sessions as sessions_probe
 from helpctl.routing import route
 from helpctl.sandbox.gitlab_api import GitlabService
 from helpctl.sandbox.server import RunningService
@@ -355,6 +359,234 @@ def test_forged_marker_defused(case, profile, bug_route):
 
     assert not has_marker(description, case_marker("250101-other1"))
     assert "&lt;!-- helpctl-case: 250101-other1 -->" in description
+
+
+# ----- description: reproduction and evidence layout -----
+
+
+def other_finding(check: str = "group", summary: str = "kiwiapp belongs to kiwicorp: WHITE service") -> Finding:
+    return Finding(
+        source="platform",
+        check=check,
+        subject="kiwiapp",
+        outcome="ok",
+        summary=summary,
+        request={"query": "query HelpctlGroup($group: String!) {\n  group(groupName: $group) { name tier }\n}"},
+        fetched_at="2025-03-01T11:57:00Z",
+        signals={"platform.group_found": True},
+        raw_ref="evidence/platform-group-kiwiapp.jsonl",
+    )
+
+
+def section(description: str, heading: str) -> str:
+    """Return the text of one `## ` section of the description, without its heading."""
+    start = description.index(f"## {heading}\n") + len(heading) + 4
+    end = description.find("\n## ", start)
+    return description[start:] if end < 0 else description[start:end]
+
+
+def test_rule_findings_first_with_queries(case, profile, bug_route, mismatch):
+    request = build_request(case, profile, "bug", bug_route, [other_finding(), mismatch])
+    evidence = section(request.description, "Evidence")
+
+    assert evidence.index("### platform · open_vulnerabilities · kiwiapp") < evidence.index("### Other findings")
+    assert "- **Rules:** `vulnerability-count-mismatch` (bug)" in evidence
+    assert "group(groupName: $group) { openVulnerabilities }" in evidence
+    assert "### platform · group · kiwiapp" not in evidence
+    assert "HelpctlGroup" not in evidence
+
+
+def test_other_findings_table(case, profile, bug_route, mismatch):
+    description = build_request(case, profile, "bug", bug_route, [mismatch, other_finding()]).description
+
+    assert "| Source | Check | Subject | Outcome | Summary |\n| --- | --- | --- | --- | --- |\n" in description
+    assert "| platform | group | kiwiapp | ok | kiwiapp belongs to kiwicorp: WHITE service |" in description
+    assert "| platform | open_vulnerabilities |" not in description
+
+
+def test_table_cell_escaped(case, profile, bug_route):
+    finding = other_finding(summary="state VULNERABLE | SAFE\nsecond line")
+
+    description = build_request(case, profile, "bug", bug_route, [finding]).description
+
+    assert "| ok | state VULNERABLE \\| SAFE second line |" in description
+
+
+def test_findings_table_without_rules(case, profile, bug_route):
+    case.classification = {"label": "bug", "rules": [], "override": {"label": "bug", "reason": "reproduced by the engineer"}}
+
+    description = build_request(case, profile, "bug", bug_route, [other_finding()]).description
+
+    assert "### Findings\n" in description
+    assert "### Other findings" not in description
+    assert "The label was set by hand: reproduced by the engineer" in description
+
+
+def test_cut_table_note_apart(case, profile, bug_route, mismatch):
+    profile.gitlab.description_limit = 6_000
+    others = [other_finding(f"check-{number}", "x" * 60) for number in range(200)]
+
+    request = build_request(case, profile, "bug", bug_route, [mismatch, *others])
+
+    assert len(request.description) <= 6_000
+    assert request.truncated == ["other findings"]
+    assert re.search(r"\|\n\n\[truncated: \d+ of 200 lines\] The other findings are stored in case 250301-k1w1ab\.", request.description)
+    assert request.description.splitlines()[-1] == case_marker(case.id)
+
+
+def test_raw_refs_not_shown(case, profile, bug_route, mismatch):
+    mismatch.raw_ref = "evidence/platform-membership-kiwiapp-carlos.ruiz@kiwicorp.co.jsonl"
+
+    description = build_request(case, profile, "bug", bug_route, [mismatch, other_finding()]).description
+
+    assert "evidence/" not in description
+    assert ".jsonl" not in description
+    assert "Raw rows:" not in description
+    assert "The raw rows that the probes read are kept in the folder of case `250301-k1w1ab`" in description
+
+
+def test_raw_rows_note_needs_raw_refs(case, profile, bug_route, mismatch):
+    mismatch.raw_ref = None
+
+    description = build_request(case, profile, "bug", bug_route, [mismatch]).description
+
+    assert "raw rows" not in description
+
+
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        ({"start": "2025-02-28T00:00:00Z", "end": "2025-03-01T11:58:00Z"}, "2025-02-28T00:00:00Z to 2025-03-01T11:58:00Z"),
+        ({"since": "2025-02-28T00:00:00Z", "until": "2025-03-01T11:58:00Z"}, "2025-02-28T00:00:00Z to 2025-03-01T11:58:00Z"),
+        ({"from": "2025-02-15T11:58:00Z", "to": "2025-03-01T11:58:00Z"}, "2025-02-15T11:58:00Z to 2025-03-01T11:58:00Z"),
+        ({"start": "2025-02-28T00:00:00Z"}, "from 2025-02-28T00:00:00Z"),
+        ({"until": "2025-03-01T11:58:00Z"}, "until 2025-03-01T11:58:00Z"),
+        (
+            {"from": "2025-02-15T11:58:00Z", "to": "2025-03-01T11:58:00Z", "requested_from": "2025-01-01T00:00:00Z"},
+            "2025-02-15T11:58:00Z to 2025-03-01T11:58:00Z (requested from 2025-01-01T00:00:00Z, "
+            "but the earlier part is past the service's retention)",
+        ),
+    ],
+)
+def test_time_window_keys(case, profile, bug_route, mismatch, window, expected):
+    mismatch.window = window
+
+    description = build_request(case, profile, "bug", bug_route, [mismatch]).description
+
+    assert f"- **Time window (UTC):** {expected}\n" in description
+    assert "?" not in description.split("- **Time window (UTC):**")[1].splitlines()[0]
+
+
+@pytest.mark.parametrize("window", [None, {}, {"requested_from": "2025-01-01T00:00:00Z"}])
+def test_time_window_omitted(case, profile, bug_route, mismatch, window):
+    mismatch.window = window
+
+    description = build_request(case, profile, "bug", bug_route, [mismatch]).description
+
+    assert "Time window" not in description
+    assert "none" not in description
+
+
+def test_platform_queries_fenced(case, profile, bug_route, mismatch):
+    mismatch.request = {
+        "queries": [
+            {"operation": "HelpctlCounters", "query": "query HelpctlCounters {\n  group { openVulnerabilities }\n}", "variables": {"group": "kiwiapp"}},
+            {"operation": "HelpctlList", "query": "query HelpctlList {\n  group { vulnerabilities { total } }\n}", "variables": {}},
+        ],
+        "pages": 1,
+        "error_count_query": "fields @message | stats count(*)",
+    }
+
+    description = build_request(case, profile, "bug", bug_route, [mismatch]).description
+
+    assert "```graphql\nquery HelpctlCounters {\n  group { openVulnerabilities }\n}\n```" in description
+    assert "```graphql\nquery HelpctlList {\n  group { vulnerabilities { total } }\n}\n```" in description
+    assert '"operation": "HelpctlCounters"' in description
+    assert "`error_count_query`:\n```graphql\nfields @message | stats count(*)\n```" in description
+    assert '\\n' not in description
+
+
+def test_reproduce_from_requester_text(case, profile, bug_route, mismatch):
+    case.body += "\n\n--\nAna Gómez\nProduct Owner | KiwiCorp\nTel. +57 601 555 0142"
+
+    reproduce = section(build_request(case, profile, "bug", bug_route, [mismatch, other_finding()]).description, "How to reproduce")
+
+    assert "in their words (signature left out):" in reproduce
+    assert "> Hello, the kiwiapp dashboard says 7 open vulnerabilities but the list shows 4." in reproduce
+    assert "> My colleague user-1 sees the same." in reproduce
+    assert "Product Owner" not in reproduce
+    assert "1. Open group kiwiapp of organization kiwicorp with a user who has access to it." in reproduce
+    assert (
+        "   - platform · open_vulnerabilities · kiwiapp, behind `vulnerability-count-mismatch` (bug): "
+        "openVulnerabilities says 7 while the VULNERABLE list has 4"
+    ) in reproduce
+    assert "Run the platform check" not in reproduce
+    assert "platform · group" not in reproduce
+
+
+def test_reproduce_keeps_inner_dashes(case, profile, bug_route):
+    case.body = "Steps:\n--\n" + "\n".join(f"step {number}" for number in range(12))
+
+    reproduce = section(build_request(case, profile, "bug", bug_route, []).description, "How to reproduce")
+
+    assert "> step 11" in reproduce
+    assert "signature left out" not in reproduce
+
+
+def test_reproduce_without_rule_findings(case, profile, bug_route):
+    case.classification = {"label": "bug", "rules": []}
+
+    reproduce = section(build_request(case, profile, "bug", bug_route, [other_finding()]).description, "How to reproduce")
+
+    assert "3. No classification rule rests on a probe finding" in reproduce
+
+
+def fully_decoded(text: str) -> str:
+    for _ in range(4):
+        text = unquote(text)
+    return text
+
+
+def test_encoded_addresses_not_filed(tmp_path, profile, bug_route):
+    case = Case(
+        id="250301-s3ss1o",
+        profile="sandbox",
+        subject="Sessions of kiwiapp users show errors",
+        requester=Person("ana.gomez@kiwicorp.co", "Ana Gómez"),
+        body="Please look at the sessions of my team.",
+        organization="kiwicorp",
+        subjects=Subjects(users=["carlos.ruiz@kiwicorp.co", "pedro.rios+qa@kiwicorp.co"], groups=["kiwiapp"]),
+        reported_at="2025-03-01T10:00:00Z",
+    )
+    # The sessions probe without an API key links to each person's sessions, with the
+    # address percent-encoded in the query (`?u=ana.gomez%40kiwicorp.co`).
+    findings = sessions_probe.run(case, None, CaseStore(tmp_path / "cases"), profile.logrocket, now=NOW)
+    findings.append(
+        Finding(
+            source="usage",
+            check="user-activity",
+            subject="carlos.ruiz@kiwicorp.co",
+            outcome="empty",
+            summary="no events; login link http://127.0.0.1:8707/login?next=%2Fs%3Fu%3Dcarlos.ruiz%2540kiwicorp.co",
+            request={"link": "http://127.0.0.1:8707/login?next=http%3A%2F%2F127.0.0.1%2Fs%3Fu%3Dpedro.rios%252Bqa%2540kiwicorp.co"},
+        )
+    )
+    case.findings = [finding.to_dict() for finding in findings]
+    case.classification = {
+        "label": "bug",
+        "rules": [{"name": "sessions-linked", "label": "bug", "description": "", "findings": [findings[0].key, findings[3].key]}],
+    }
+    assert "sessions?u=ana.gomez%40kiwicorp.co" in findings[0].signals["sessions.link"]
+    assert "%2Bqa%40kiwicorp.co" in findings[2].signals["sessions.link"]
+
+    description = build_request(case, profile, "bug", bug_route, case.finding_objects()).description
+
+    assert "kiwicorp.co" not in fully_decoded(description).lower()
+    assert "sessions?u=requester" in description
+    assert "sessions?u=user-1" in description
+    assert "sessions?u=user-2" in description
+    assert "%3Fu%3Duser-1" in description
+    assert "%3Fu%3Duser-2" in description
 
 
 # ----- size limit -----

@@ -146,3 +146,98 @@ def test_placeholders_not_redacted_again():
     once = redactor.redact("token=abcdefghijklmnop Authorization: Basic dXNlcjpwYXNz")
 
     assert redactor.redact(once) == once
+
+
+# ----- percent-encoded text, as in URLs -----
+
+
+@pytest.mark.parametrize(
+    ("encoded", "plain"),
+    [
+        ("ana.gomez%40kiwicorp.co", "ana.gomez@kiwicorp.co"),
+        ("ana.gomez%2540kiwicorp.co", "ana.gomez@kiwicorp.co"),
+        ("ANA.GOMEZ%40KIWICORP.CO", "ana.gomez@kiwicorp.co"),
+        ("carlos.ruiz%40kiwicorp.co", "carlos.ruiz@kiwicorp.co"),
+        ("pedro.rios%2Bqa%40kiwicorp.co", "pedro.rios+qa@kiwicorp.co"),
+        ("pedro.rios%2bqa%40kiwicorp.co", "pedro.rios+qa@kiwicorp.co"),
+        ("pedro.rios%2Bqa@kiwicorp.co", "pedro.rios+qa@kiwicorp.co"),
+        ("pedro.rios+qa%40kiwicorp.co", "pedro.rios+qa@kiwicorp.co"),
+        ("pedro.rios%252Bqa%2540kiwicorp.co", "pedro.rios+qa@kiwicorp.co"),
+        ("ana%2Egomez%40kiwicorp%2Eco", "ana.gomez@kiwicorp.co"),
+    ],
+)
+def test_encoded_email_same_placeholder(case, encoded, plain):
+    redactor = Redactor(case)
+    expected = redactor.redact(plain)
+
+    redacted = redactor.redact(encoded)
+
+    assert redacted == expected
+    assert "kiwicorp" not in redacted
+
+
+def test_encoded_email_in_url(case):
+    link = "http://127.0.0.1:8707/app/fluid-attacks/integrates/sessions?u=ana.gomez%40kiwicorp.co&tab=all"
+
+    redacted = Redactor(case).redact(link)
+
+    assert redacted == "http://127.0.0.1:8707/app/fluid-attacks/integrates/sessions?u=requester&tab=all"
+
+
+def test_encoded_email_in_path(case):
+    redacted = Redactor(case).redact("http://127.0.0.1:8707/users/carlos.ruiz%2540kiwicorp.co/sessions")
+
+    assert redacted == "http://127.0.0.1:8707/users/user-1/sessions"
+
+
+def test_encoded_url_inside_query(case):
+    link = "http://127.0.0.1:8707/login?next=http%3A%2F%2F127.0.0.1%2Fsessions%3Fu%3Dana.gomez%2540kiwicorp.co"
+
+    redacted = Redactor(case).redact(link)
+
+    assert "kiwicorp" not in redacted
+    assert redacted.endswith("%3Fu%3Drequester")
+
+
+def test_encoded_phone_and_name(case):
+    redactor = Redactor(case)
+
+    redacted = redactor.redact("http://127.0.0.1/c?tel=%2B57%20300%20123%204567&name=Ana%20G%C3%B3mez")
+
+    assert redacted == "http://127.0.0.1/c?tel=[redacted:phone]&name=requester"
+    assert redactor.report() == {"name": 1, "phone": 1}
+
+
+def test_encoded_text_without_personal_data_kept(case):
+    redactor = Redactor(case)
+    text = "http://127.0.0.1/search?q=50%25%20off&path=%2Fhome%2Fkiwiapp&bad=%zz"
+
+    assert redactor.redact(text) == text
+    assert redactor.report() == {}
+
+
+def test_encoded_counts_once(case):
+    redactor = Redactor(case)
+
+    redactor.redact("u=ana.gomez%40kiwicorp.co u=pedro.rios%2Bqa%2540kiwicorp.co")
+
+    assert redactor.report() == {"email": 2}
+
+
+def test_encoded_case_user_learned():
+    case = Case(
+        id="250301-k1w1ab",
+        profile="sandbox",
+        subject="Counter wrong",
+        requester=Person("ana.gomez@kiwicorp.co", "Ana Gómez"),
+        subjects=Subjects(users=["marta.vidal%40kiwicorp.co", "carlos.ruiz@kiwicorp.co"]),
+    )
+
+    assert Redactor(case).redact("marta.vidal@kiwicorp.co, carlos.ruiz%40kiwicorp.co") == "user-1, user-2"
+
+
+def test_long_run_scanned_once():
+    # A search that restarted inside the run at every character would take minutes here.
+    text = "a" * 500_000 + "%4"
+
+    assert Redactor().redact(text) == text
