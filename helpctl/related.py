@@ -245,7 +245,8 @@ def search_related(
         try:
             _compare_issues(case, own, client or _client(profile), matches)
         except HelpctlError as error:
-            logger.warning("open GitLab issues were not compared with case %s: %s", case.id, error.message)
+            # The caller gets the failure in `problems`; the log line is for -v.
+            logger.info("open GitLab issues were not compared with case %s: %s", case.id, error.message)
             problems.append(f"open GitLab issues were not compared: {error.message}")
     return RelatedReport(case.id, matches.sorted(), problems)
 

@@ -108,3 +108,28 @@ def test_gitlab_unreachable_is_one_line(capsys, monkeypatch):
     assert code == 1
     assert len(err.strip().splitlines()) == 2
     assert "127.0.0.1:9" in err
+
+
+def test_already_filed_problem_offers_link(capsys, gitlab):
+    first = classified_case(capsys)
+    assert main(["file", first]) == 0
+    capsys.readouterr()
+    second = classified_case(capsys)
+
+    assert main(["file", second]) == 5
+    err = capsys.readouterr().err
+    assert "looks like a problem already filed" in err
+    assert f"helpctl case link {second}" in err
+    assert len(gitlab.requests_to("/issues", "POST")) == 1
+
+    assert main(["--json", "file", second, "--new-issue"]) == 0
+    assert json.loads(capsys.readouterr().out)["created"] is True
+
+
+def test_case_new_mentions_related_case(capsys):
+    opening = ["case", "new", "-r", "ana.gomez@kiwicorp.co", "-s", "Vulnerabilities tab is empty", "--org", "kiwicorp"]
+    assert main(opening) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(opening) == 0
+    err = capsys.readouterr().err
+    assert f"related: case {first}" in err

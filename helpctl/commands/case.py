@@ -84,6 +84,7 @@ def new(
     case.record(application.actor, "opened", source="typed")
     application.store.create(case)
     _print_opened(application, case, "opened")
+    _mention_related(application, case)
 
 
 def _case_from_options(
@@ -139,6 +140,8 @@ def _new_from_email(application: App, source: str) -> None:
         application.store, message, raw, profile=application.profile.name, actor=application.actor
     )
     _print_opened(application, result.case, result.action)
+    if result.action == "opened":
+        _mention_related(application, result.case)
     if result.action == "reopened" and result.case.issue:
         from helpctl.reopen import after_intake
 
@@ -146,6 +149,15 @@ def _new_from_email(application: App, source: str) -> None:
         follow_up = after_intake(application.store, result, application.profile, application.actor)
         if follow_up and follow_up.note_id:
             application.output.info(f"commented on issue #{follow_up.iid} that the requester wrote again")
+
+
+def _mention_related(application: App, case: Case) -> None:
+    """Name open cases that look like the same problem (no network: issues are checked at filing)."""
+    from helpctl import related
+
+    report = related.search_related(application.store, case, application.profile, include_issues=False)
+    for item in report.related[:3]:
+        application.output.info(f"related: case {item.reference} ({'; '.join(item.reasons)}); see 'helpctl case related {case.id}'")
 
 
 def _read_email(source: str) -> bytes:
