@@ -83,6 +83,7 @@ COMMANDS: dict[str, tuple[str, bool]] = {
     "sync": ("sync", False),
     "consult": ("consult", False),
     "report": ("report", True),
+    "access": ("access", True),
     "profile": ("profile", True),
     "auth": ("auth", True),
     "doctor": ("doctor", False),

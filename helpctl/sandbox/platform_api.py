@@ -13,6 +13,10 @@ as the platform does towards a client:
   denies every field except name, userRole, permissions and hasAsm.
 - `fail_operations` names operations that get an internal error, for tests of the
   probe's server-error path. It can also be set with `POST /_sandbox/knobs`.
+- Mutations (access management) live in `platform_access`: their knobs
+  (`mutation_concurrency`, `mutation_latency`, `mutation_retry_after`) are set with
+  `POST /_sandbox/knobs` too, and `GET /_sandbox/mutations` lists every mutation request.
+  Queries and mutations run one at a time against the story, under `state_lock`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import functools
 import importlib.resources
 import json
 import re
-from collections.abc import Callable, Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from graphql import (
@@ -38,6 +44,7 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     VariableNode,
     Visitor,
@@ -48,8 +55,9 @@ from graphql import (
     visit,
 )
 
+from helpctl.sandbox import platform_access as access
 from helpctl.sandbox import platform_seed as seed
-from helpctl.sandbox.server import Request, Response, Service
+from helpctl.sandbox.server import HTML_502, Request, Response, Service
 
 MAX_BREADTH = 3
 MAX_DEPTH = 8
@@ -145,6 +153,8 @@ def load_schema() -> GraphQLSchema:
     _attach(schema, "Group", {name: _group_field(name, resolver) for name, resolver in GROUP_RESOLVERS.items()})
     _attach(schema, "Organization", ORGANIZATION_RESOLVERS)
     _attach(schema, "Stakeholder", {"groups": _stakeholder_groups})
+    mutations = {name: access.logged_resolver(name, resolver) for name, resolver in access.MUTATION_RESOLVERS.items()}
+    _attach(schema, "Mutation", mutations)
     return schema
 
 
@@ -157,11 +167,26 @@ def _attach(schema: GraphQLSchema, type_name: str, resolvers: dict[str, Callable
 class PlatformService(Service):
     name = "platform"
 
-    def __init__(self, now: dt.datetime | None = None, fail_operations: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        now: dt.datetime | None = None,
+        fail_operations: Iterable[str] = (),
+        organizations: Sequence[access.OrganizationSpec] = (),
+        bigcorp: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Serve the seeded story; `bigcorp` and `organizations` add generated organizations.
+
+        `clock` (seconds) times the one-minute re-invite rule, so tests can move it forward.
+        """
         super().__init__()
         self.story = seed.build_story(now)
+        for spec in ([access.BIGCORP] if bigcorp else []) + list(organizations):
+            access.generate_organization(self.story, spec)
         self.fail_operations: set[str] = set(fail_operations)
         self.schema = load_schema()
+        self.access = access.AccessDesk(self.story, clock)
+        self.state_lock = threading.RLock()
 
     def handle(self, request: Request) -> Response:
         if request.path.rstrip("/") != "/api":
@@ -177,7 +202,7 @@ class PlatformService(Service):
         except GraphQLError as error:
             return Response.json({"errors": [error.formatted]}, 400)
 
-        problems = validate(self.schema, document)
+        problems = _checked(query, operation_name).problems
         if problems:
             return Response.json({"errors": [problem.formatted for problem in problems]}, 400)
 
@@ -190,18 +215,52 @@ class PlatformService(Service):
         if failing:
             return Response.json({"data": None, "errors": [_root_error(UNEXPECTED_ERROR, operation)]})
 
+        if operation.operation == OperationType.MUTATION:
+            return self._mutate(document, operation, variables, operation_name, caller)
         return self._execute(document, variables, operation_name, caller)
+
+    def _mutate(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any],
+        operation_name: str | None,
+        caller: str | None,
+    ) -> Response:
+        """Run a mutation within the desk's concurrency limit, after its latency, with the test hook."""
+        desk = self.access
+        names = [field.name.value for field in operation.selection_set.selections if isinstance(field, FieldNode)]
+        if not desk.admit():
+            for name in names:
+                desk.record(name, variables, "rate_limited")
+            retry = f"{desk.knobs.mutation_retry_after:g}"
+            return Response.json({"message": "429 Too Many Requests"}, 429, {"Retry-After": retry})
+
+        try:
+            if desk.knobs.mutation_latency > 0:
+                time.sleep(desk.knobs.mutation_latency)
+            if any([desk.call_hook("received", name, variables) for name in names]):
+                for name in names:
+                    desk.record(name, variables, "dropped")
+                return Response(502, HTML_502, {"Content-Type": "text/html"})
+            answer = self._execute(document, variables, operation_name, caller)
+            for name in names:
+                desk.call_hook("applied", name, variables)
+            return answer
+        finally:
+            desk.release()
 
     def _execute(
         self, document: DocumentNode, variables: dict[str, Any], operation_name: str | None, caller: str | None
     ) -> Response:
-        result = execute(
-            self.schema,
-            document,
-            context_value=_Context(self.story, caller or ""),
-            variable_values=variables,
-            operation_name=operation_name,
-        )
+        with self.state_lock:
+            result = execute(
+                self.schema,
+                document,
+                context_value=_Context(self.story, caller or "", self.access),
+                variable_values=variables,
+                operation_name=operation_name,
+            )
         answer = result.formatted
         # Variable coercion fails before execution starts, so the platform returns 400.
         if result.data is None and result.errors and all(error.path is None for error in result.errors):
@@ -209,19 +268,33 @@ class PlatformService(Service):
         return Response.json(answer)
 
     def _control(self, request: Request) -> Response:
-        """Accept `fail_operations` beside the base class's knobs in `POST /_sandbox/knobs`."""
+        """Accept `fail_operations` and the mutation knobs beside the base class's knobs in
+        `POST /_sandbox/knobs`, and list the mutations seen at `GET /_sandbox/mutations`."""
+        if request.path == "/_sandbox/mutations":
+            return Response.json([record.as_dict() for record in self.access.records()])
         if request.path != "/_sandbox/knobs" or request.method != "POST":
             return super()._control(request)
         try:
             values = dict(request.json() or {})
+            rest = self.apply_knobs(values)
         except (ValueError, TypeError) as error:
             return Response.json({"error": str(error)}, 400)
+        return super()._control(dataclasses.replace(request, body=json.dumps(rest).encode("utf-8")))
 
-        if "fail_operations" in values:
+    def apply_knobs(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Set this service's own knobs from `values`; return the ones left for the base class."""
+        rest = dict(values)
+        if "fail_operations" in rest:
             with self.lock:
-                self.fail_operations = set(values.pop("fail_operations") or ())
-        rest = dataclasses.replace(request, body=json.dumps(values).encode("utf-8"))
-        return super()._control(rest)
+                self.fail_operations = set(rest.pop("fail_operations") or ())
+        own = {name: rest.pop(name) for name in list(rest) if name in access.KNOB_NAMES}
+        if own:
+            with self.access.lock:
+                self.access.knobs.update(own)
+        if rest:
+            with self.lock:
+                self.knobs.update(rest)
+        return {}
 
 
 def _read_body(request: Request) -> tuple[str, dict[str, Any], str | None]:
@@ -260,7 +333,33 @@ def check_guards(
     """Apply the platform's limits; return the parsed document and the operation to run.
 
     Raises GuardViolation with the platform's message, or GraphQLError for a syntax error.
+    The checks of the text alone are cached per query text; those of the variables run each time.
     """
+    checked = _checked(query, operation_name)
+    if set(variables) - checked.declared:
+        raise GuardViolation(EXTRA_VARIABLES)
+    first_values = [variables.get(name) for name in checked.first_variables]
+    if checked.first_literal_not_positive or any(isinstance(value, int) and value < 1 for value in first_values):
+        raise GuardViolation(FIRST_NOT_POSITIVE)
+    return checked.document, checked.operation
+
+
+@dataclasses.dataclass(frozen=True)
+class _Checked:
+    """A query text that passed the guards of the text alone, with its validation problems."""
+
+    document: DocumentNode
+    operation: OperationDefinitionNode
+    declared: frozenset[str]
+    first_variables: tuple[str, ...]
+    first_literal_not_positive: bool
+    problems: tuple[GraphQLError, ...]
+
+
+# Parsing, the text's guards and validation cost about a millisecond per request, and clients
+# send the same few documents over and over (as the platform receives them too).
+@functools.lru_cache(maxsize=512)
+def _checked(query: str, operation_name: str | None) -> _Checked:
     if len(query) > MAX_CHARACTERS:
         raise GuardViolation(CHARACTERS_EXCEEDED)
 
@@ -279,17 +378,14 @@ def check_guards(
     if selection_depth(operation.selection_set, fragments) > MAX_DEPTH:
         raise GuardViolation(DEPTH_EXCEEDED)
 
-    counter = _DirectiveAndFirstVisitor(variables)
+    counter = _DirectiveAndFirstVisitor()
     visit(document, counter)
     if counter.directives > MAX_DIRECTIVES:
         raise GuardViolation(DIRECTIVES_EXCEEDED)
 
-    declared = {definition.variable.name.value for definition in operation.variable_definitions or ()}
-    if set(variables) - declared:
-        raise GuardViolation(EXTRA_VARIABLES)
-    if counter.first_not_positive:
-        raise GuardViolation(FIRST_NOT_POSITIVE)
-    return document, operation
+    declared = frozenset(definition.variable.name.value for definition in operation.variable_definitions or ())
+    problems = tuple(validate(load_schema(), document))
+    return _Checked(document, operation, declared, tuple(counter.first_variables), counter.first_not_positive, problems)
 
 
 def _select_operation(operations: list[OperationDefinitionNode], name: str | None) -> OperationDefinitionNode:
@@ -337,13 +433,13 @@ def selection_depth(
 
 
 class _DirectiveAndFirstVisitor(Visitor):
-    """Count directives and spot a `first` argument below 1, literal or from a variable."""
+    """Count directives, spot a literal `first` below 1 and collect the variables given as `first`."""
 
-    def __init__(self, variables: dict[str, Any]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.variables = variables
         self.directives = 0
         self.first_not_positive = False
+        self.first_variables: list[str] = []
 
     def enter_directive(self, *_args: Any) -> None:
         self.directives += 1
@@ -351,13 +447,10 @@ class _DirectiveAndFirstVisitor(Visitor):
     def enter_argument(self, node: Any, *_args: Any) -> None:
         if node.name.value != "first":
             return
-        value: Any = None
-        if isinstance(node.value, IntValueNode):
-            value = int(node.value.value)
-        elif isinstance(node.value, VariableNode):
-            value = self.variables.get(node.value.name.value)
-        if isinstance(value, int) and value < 1:
+        if isinstance(node.value, IntValueNode) and int(node.value.value) < 1:
             self.first_not_positive = True
+        elif isinstance(node.value, VariableNode):
+            self.first_variables.append(node.value.name.value)
 
 
 def _needs_login(operation: OperationDefinitionNode, document: DocumentNode) -> bool:
@@ -385,6 +478,7 @@ def _root_error(message: str, operation: OperationDefinitionNode) -> dict[str, A
 class _Context:
     story: seed.Story
     caller: str  # the token owner's email
+    access: Any = None  # the service's platform_access.AccessDesk
 
 
 @dataclasses.dataclass
