@@ -92,7 +92,12 @@ def _run(arguments: list[str]) -> int:
     command = build_command(arguments)
     stdout = sys.stdout
     try:
-        command.main(args=arguments, prog_name="helpctl", standalone_mode=False)
+        # Without standalone mode Typer returns an exit code instead of raising, such as
+        # 130 after Ctrl-C.
+        result = command.main(args=arguments, prog_name="helpctl", standalone_mode=False)
+        if isinstance(result, int) and result == ExitCode.INTERRUPTED:
+            sys.stderr.write("helpctl: interrupted\n")
+            return ExitCode.INTERRUPTED
     except typer.Exit as done:
         return int(done.exit_code)
     except SystemExit:

@@ -313,3 +313,22 @@ def test_show_piped_to_head_exits_zero(capsys):
 def test_case_list_rejects_unknown_profile(capsys):
     assert main(["-p", "mien", "case", "list"]) == 2
     assert "profile 'mien' not found" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130(capsys):
+    import signal
+    import time
+
+    case_id = new_case(capsys)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "helpctl", "case", "note", case_id, "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+    )
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    process.stdin.close() if process.stdin else None
+
+    assert process.returncode == 130
+    assert "interrupted" in err
+    assert "Traceback" not in err

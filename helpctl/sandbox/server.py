@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import random
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -240,6 +241,14 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     # The default of 5 drops connections when a benchmark opens many at once.
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up mid-answer (a timeout, a killed process) is not an error."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            logger.debug("sandbox %s: client %s hung up: %s", self.service.name, client_address, error)
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, service: Service, port: int) -> None:
         self.service = service
