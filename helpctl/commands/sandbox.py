@@ -17,12 +17,15 @@ app = typer.Typer(help="Run the loopback stand-ins of every service.", no_args_i
 def serve(
     context: typer.Context,
     free_ports: Annotated[bool, typer.Option("--free-ports", help="Use free ports instead of the sandbox profile's fixed ones.")] = False,
+    bulk: Annotated[
+        bool, typer.Option("--bulk/--no-bulk", help="Add the generated organization bigcorp (300 people) for bulk access changes.")
+    ] = True,
 ) -> None:
     """Serve the sandbox on 127.0.0.1 until Ctrl-C; the sandbox profile points at it."""
     from helpctl.sandbox import Sandbox
 
     application: App = context.obj
-    sandbox = Sandbox(fixed_ports=not free_ports)
+    sandbox = Sandbox(fixed_ports=not free_ports, platform={"bigcorp": bulk})
     try:
         sandbox.start()
     except OSError as error:
