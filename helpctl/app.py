@@ -94,9 +94,11 @@ COMMANDS: dict[str, tuple[str, bool]] = {
 
 
 def build_app(only: str | None = None, subcommand: str | None = None) -> typer.Typer:
-    """Build the app; with `only`, import just that command's module, and with `subcommand`,
-    declare just that subcommand of the group: Typer reads every declared command's
-    signature at start-up, which costs about 3 ms each."""
+    """Build the app with every command, or with `only` that command (and `subcommand` of it).
+
+    Typer reads the signature of every declared command at start-up, about 3 ms each, so a
+    narrow app starts faster.
+    """
     import importlib
 
     app = typer.Typer(
@@ -122,7 +124,7 @@ def build_app(only: str | None = None, subcommand: str | None = None) -> typer.T
 
 
 def _narrow(group: typer.Typer, subcommand: str | None) -> typer.Typer:
-    """A copy of `group` that declares only `subcommand`, when the group has it."""
+    """Return a copy of `group` that declares only `subcommand`, when the group has it."""
     matches = [info for info in group.registered_commands if info.name == subcommand]
     if not matches:
         return group
@@ -132,7 +134,7 @@ def _narrow(group: typer.Typer, subcommand: str | None) -> typer.Typer:
 
 
 def _command_words(arguments: list[str]) -> tuple[str | None, str | None]:
-    """The first two words of the command line, skipping global options and their values.
+    """Return the first two words of the command line, skipping global options and their values.
 
     Only the first two positions matter; a later word may be an argument such as a case id.
     """

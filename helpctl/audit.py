@@ -57,7 +57,7 @@ def _signature(key: bytes | None, sequence: int, head: str) -> str | None:
 
 
 def load_key(create: bool = False) -> bytes | None:
-    """The anchor's signing key: HELPCTL_AUDIT_KEY, else the keyring (made on first use)."""
+    """Return the anchor's signing key: HELPCTL_AUDIT_KEY, else the keyring (made on first use)."""
     value = os.environ.get(KEY_ENV, "").strip()
     if value:
         return value.encode("utf-8")

@@ -24,8 +24,8 @@ _JSON_FLAG = "--json"
 _TRACEBACK_FLAG = "--traceback"
 
 
-# Global options that people also type after the command (`helpctl case list --json`);
-# they are moved in front of it, where Typer expects them. The value says whether the
+# Global options that people also type after the command (`helpctl case list --json`).
+# They are moved in front of it, where Typer expects them. The value tells whether the
 # option takes an argument.
 _GLOBAL_OPTIONS = {
     "--json": False, "--no-input": False, "--traceback": False, "--verbose": False, "-v": False,
@@ -132,7 +132,7 @@ def _flush_stdout() -> None:
 
 
 def _quiet_broken_pipe() -> int:
-    """The reader (`head`, a pager) went away: stop quietly, with no shutdown noise."""
+    """Stop quietly when the reader (`head`, a pager) went away, with no shutdown noise."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     return ExitCode.OK

@@ -30,7 +30,7 @@ class ExitCode(enum.IntEnum):
 class HelpctlError(Exception):
     """An expected failure: printed as one line on stderr, never as a traceback.
 
-    `hint` says what to do next; `exit_code` is what the process exits with.
+    `hint` tells what to do next; `exit_code` is the process's exit status.
     """
 
     exit_code = ExitCode.FAILURE
@@ -101,7 +101,7 @@ class ServiceTimeout(ServiceError):
 
 
 class RateLimited(ServiceError):
-    """The service asked us to slow down; `retry_after` is in seconds when it said so."""
+    """The service rejected the request for now; `retry_after` is its wait in seconds, when given."""
 
     kind = "rate_limited"
 

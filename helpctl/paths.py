@@ -1,4 +1,4 @@
-"""Where helpctl keeps its files.
+"""Locations of the files helpctl keeps.
 
 `HELPCTL_HOME` moves everything (configuration, cases, caches, logs) under one folder;
 without it the platform's usual folders are used (platformdirs). Every folder that may

@@ -61,7 +61,7 @@ def mixpanel_client(profile: Profile, token: str | None = None) -> Any:
 
 
 def logrocket_client(profile: Profile, token: str | None = None) -> Any:
-    """None when no LogRocket key is configured: the sessions probe then stores a deep link."""
+    """Return None when no LogRocket key is configured, so that the sessions probe stores a link."""
     from helpctl.clients.logrocket import LogrocketClient
 
     if token is None:

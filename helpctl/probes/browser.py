@@ -124,7 +124,7 @@ def sanitise_har(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _graphql_errors(entry: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
-    """The operation name and GraphQL errors of an entry, when it is a GraphQL call."""
+    """Return the operation name and GraphQL errors of an entry, when it is a GraphQL call."""
     request = entry.get("request") or {}
     post = (request.get("postData") or {}).get("text")
     operation = None
@@ -148,7 +148,7 @@ def _graphql_errors(entry: dict[str, Any]) -> tuple[str | None, list[dict[str, A
 
 
 def entry_rows(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """One evidence row per request, from an already sanitised HAR."""
+    """Yield one evidence row per request of an already sanitised HAR."""
     for entry in document["log"]["entries"]:
         request, response = entry.get("request") or {}, entry.get("response") or {}
         operation, errors = _graphql_errors(entry)
