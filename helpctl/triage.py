@@ -207,7 +207,7 @@ def _run_one(spec: ProbeSpec, case: Case, profile: Profile, store: CaseStore, op
         findings = [whole_probe_finding(spec.name, case, "failed", f"{spec.title}: internal error {type(error).__name__}", str(error)[:200])]
 
     if run.finish(findings, time.monotonic() - run.started):
-        notify(spec.name, "done", f"{run.outcome} in {run.seconds:.1f} s")
+        notify(spec.name, "done", f"{run.counts} in {run.seconds:.1f} s")
 
 
 def _wait(threads: dict[str, threading.Thread], runs: dict[str, ProbeRun], case: Case, timeout: float, notify: ProgressCallback) -> None:

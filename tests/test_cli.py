@@ -69,7 +69,7 @@ def test_case_lifecycle(capsys):
     assert record["profile"] == "sandbox"
     assert record["timeline"][0]["actor"] == "support.sandbox@fluidattacks.com"
 
-    assert run_main(capsys, "case", "edit", case_id, "--add-group", "kiwipay", "--lang", "es")[0] == 0
+    assert run_main(capsys, "case", "edit", case_id, "--add-group", "kiwipay", "--lang", "es", "--reported", "2026-12-03T09:12:00-05:00")[0] == 0
     assert run_main(capsys, "case", "note", case_id, "Called the requester")[0] == 0
     assert run_main(capsys, "case", "close", case_id, "--resolution", "explained")[0] == 0
     assert run_main(capsys, "case", "close", case_id, "--resolution", "again")[0] == 5
@@ -80,6 +80,7 @@ def test_case_lifecycle(capsys):
     assert events == ["opened", "edited", "note", "closed", "reopened"]
     assert record["status"] == "open"
     assert record["language"] == "es"
+    assert record["reported_at"] == "2026-12-03T14:12:00Z"
     assert record["subjects"]["groups"] == ["kiwiapp", "kiwipay"]
 
 

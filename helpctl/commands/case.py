@@ -273,10 +273,13 @@ def edit(
     remove_group: Annotated[Optional[list[str]], typer.Option("--remove-group", help="Remove a group (repeatable).")] = None,
     language: Annotated[Optional[str], typer.Option("--lang", help="en or es.")] = None,
     kind: Annotated[Optional[str], typer.Option("--kind", help=f"One of: {', '.join(KINDS)}.")] = None,
+    reported: Annotated[Optional[str], typer.Option("--reported", help="When the requester reported it (ISO 8601).")] = None,
 ) -> None:
-    """Change a case's requester, subjects, organization, language or kind."""
+    """Change a case's requester, subjects, organization, language, kind or reported time."""
     application: App = context.obj
     changes = _edit_changes(requester, name, subject, organization, language, kind)
+    if reported is not None:
+        changes["reported_at"] = parse_time(reported, "--reported")
     with application.store.edit(case_id) as case:
         for field, value in changes.items():
             _apply_change(case, field, value)
