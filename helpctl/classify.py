@@ -26,7 +26,7 @@ LABEL_RANK = {"incident": 4, "bug": 3, "feature": 2, "answered": 1}
 OPERATORS = ("equals", "not_equals", "gt", "gte", "lt", "lte", "in", "contains", "matches", "exists")
 CASE_FIELDS = ("kind", "subject", "body", "text", "organization", "requester", "language", "status")
 
-# A compiled condition returns whether it holds and the keys of the findings behind it.
+# A compiled condition returns whether it is true and the keys of the findings behind it.
 Condition = Callable[[Mapping[str, Any], list[Finding]], tuple[bool, list[str]]]
 
 

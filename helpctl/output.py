@@ -26,7 +26,7 @@ def colour_allowed(stream: Any) -> bool:
 
 
 def make_streams_safe() -> None:
-    """Never crash on a character the console's encoding lacks (cp1252, LANG=C)."""
+    """Replace, instead of raising on, characters the console's encoding lacks (cp1252, LANG=C)."""
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:

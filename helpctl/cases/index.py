@@ -147,7 +147,7 @@ class CaseIndex:
         self._upsert(connection, case, mtime_ns)
 
     def count(self, criteria: ListFilter) -> int:
-        """How many cases match, ignoring the limit (the index was refreshed by `list`)."""
+        """Count the matching cases, ignoring the limit (the index was refreshed by `list`)."""
         clauses, values = self._where(criteria)
         query = "SELECT count(*) FROM cases" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         with self._connect() as connection:

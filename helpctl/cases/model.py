@@ -31,7 +31,7 @@ class Person:
 
 @dataclasses.dataclass
 class Subjects:
-    """Who and what the request is about, besides the requester."""
+    """The users, groups and organizations a request is about, besides the requester."""
 
     users: list[str] = dataclasses.field(default_factory=list)
     groups: list[str] = dataclasses.field(default_factory=list)
@@ -93,7 +93,7 @@ class Case:
         return None
 
     def rule_fields(self) -> dict[str, Any]:
-        """The case fields that classification rules may test."""
+        """Return the case fields that classification rules may test."""
         return {
             "kind": self.kind,
             "subject": self.subject,

@@ -152,10 +152,15 @@ def _new_from_email(application: App, source: str) -> None:
 
 
 def _mention_related(application: App, case: Case) -> None:
-    """Name open cases that look like the same problem (no network: issues are checked at filing)."""
+    """Name open cases of the same organization that look like the same problem.
+
+    No network is used: open issues are compared when the case is filed.
+    """
     from helpctl import related
 
-    report = related.search_related(application.store, case, application.profile, include_issues=False)
+    report = related.search_related(
+        application.store, case, application.profile, include_issues=False, same_organization_only=True
+    )
     for item in report.related[:3]:
         application.output.info(f"related: case {item.reference} ({'; '.join(item.reasons)}); see 'helpctl case related {case.id}'")
 

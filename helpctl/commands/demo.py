@@ -93,7 +93,7 @@ def _without_tokens() -> Iterator[None]:
 
 
 def demo_message(scenario: Scenario, now: dt.datetime) -> bytes:
-    """The scenario's e-mail with a fresh Message-ID, dated to line up with the sandbox's story."""
+    """Return the scenario's e-mail with a fresh Message-ID, dated to line up with the sandbox's story."""
     import email
     import email.policy
     import email.utils
@@ -183,7 +183,7 @@ def _follow_up(application: App, steps: _Steps, case_id: str, iid: int, gitlab) 
 
 
 def _close_answered(application: App, case_id: str) -> None:
-    """An answered case needs no issue: the evidence is the answer, and the case closes."""
+    """Close a case answered by its evidence: it needs no issue."""
     resolution = "answered by the evidence: see the findings behind the classification"
     application.output.info(f"\n   no issue needed; $ helpctl case close {case_id} --resolution '...'")
     with application.store.edit(case_id) as case:

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
 
 def doctor(context: typer.Context) -> None:
-    """Check reachability, credentials and permissions of each service, and say what to fix."""
+    """Check reachability, credentials and permissions of each service, and print what to fix."""
     application: App = context.obj
     profile = application.profile
     application.announce_profile()
@@ -125,7 +125,7 @@ def _check_gitlab(profile) -> list[Check]:
 
 
 def _check_evidence_sources(profile) -> list[Check]:
-    """The probes' sources: credentials present, and a free call where the API has one.
+    """Check the probes' sources: credentials present, and a free call where the API has one.
 
     Mixpanel and LogRocket are not called: every Mixpanel query spends the hourly budget,
     and LogRocket has no call that costs nothing.
@@ -204,13 +204,22 @@ def _assignees_exist(profile, client) -> str:
     return f"{len(names)} assignees exist"
 
 
+def _status(result: Check) -> str:
+    if not result.ok:
+        return "FAIL"
+    return "warn" if result.warn else "ok"
+
+
+def _detail(result: Check) -> str:
+    if result.ok:
+        return result.detail
+    return f"{result.detail}; fix: {result.fix}"
+
+
 def _show(application: App, results: list[Check]) -> None:
     output = application.output
     if output.json_mode:
         output.json([dataclasses.asdict(result) for result in results])
         return
-    rows = [
-        (result.service, result.name, ("warn" if result.warn else "ok") if result.ok else "FAIL", result.detail if result.ok else f"{result.detail}; fix: {result.fix}")
-        for result in results
-    ]
+    rows = [(result.service, result.name, _status(result), _detail(result)) for result in results]
     output.table(["service", "check", "status", "detail"], rows)

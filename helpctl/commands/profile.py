@@ -56,8 +56,10 @@ def show(
 
 
 def public_settings(profile: Any) -> dict[str, Any]:
-    """The profile as a dict, with fixed tokens replaced by a note (they are public, but
-    printing token-shaped strings teaches people to paste them)."""
+    """Return the profile as a dict, with fixed tokens replaced by a note.
+
+    The sandbox's tokens are public, but printing token-shaped strings teaches people to paste them.
+    """
     data = dataclasses.asdict(profile)
     for section in ("platform", "gitlab"):
         if data.get(section, {}).get("fixed_token"):

@@ -243,7 +243,7 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up mid-answer (a timeout, a killed process) is not an error."""
+        """Log at debug level a client that hung up mid-response (a timeout, a killed process)."""
         error = sys.exc_info()[1]
         if isinstance(error, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
             logger.debug("sandbox %s: client %s hung up: %s", self.service.name, client_address, error)
